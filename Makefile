@@ -1,0 +1,152 @@
+# mixpaneld - Mixpanel-compatible analytics server.
+#
+#   make            build build/mixpaneld
+#   make deps       install missing Debian -dev packages (as root) and test tools
+#   make run        build and start the server with config.example.ini
+#   make test       unit tests, fuzzers (briefly), e2e tests; then again under ASan+UBSan
+#   make bench      ingestion benchmark (see docs/PERFORMANCE.md)
+#   make install    binary, /etc/mixpaneld/config.ini, systemd unit
+#   make SAN=1      build into build-san/ with AddressSanitizer + UBSan
+#   make fuzz       build the libFuzzer targets; make fuzz-long runs them for minutes
+#   make lint       ban sprintf/strcpy/atoi/strcat/gets
+
+PKGS      := libmicrohttpd sqlite3 libcjson libcurl openssl zlib
+DEB_PKGS  := libmicrohttpd-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config
+TOOL_PKGS := clang libclang-rt-dev nodejs npm openssl sqlite3 curl
+
+CC      ?= cc
+ifeq ($(SAN),1)
+BUILD   := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1 -g
+else
+BUILD   := build
+SANFLAGS :=
+OPT     := -O2 -g
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SANFLAGS) -Iinclude $(PKG_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) -lpthread -lm
+LDFLAGS += $(SANFLAGS)
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 5
+
+PREFIX  ?= /usr/local
+CONFIG  ?= config.example.ini
+
+.PHONY: all deps check-deps test unit e2e fuzz fuzz-run fuzz-long test-san bench run install clean lint tools
+
+all: check-deps $(BUILD)/mixpaneld
+
+# Fails with a clear message (instead of a compiler error) when a library is missing.
+check-deps:
+	@missing=""; for p in $(PKGS); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "missing libraries:$$missing -- run 'make deps' (as root)"; exit 1; fi
+
+deps:
+	@missing=""; for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: missing$$missing; installing $(DEB_PKGS)"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (or: apt-get install $(DEB_PKGS))"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
+	else echo "deps: all libraries present"; fi
+
+# Tools the tests use: clang + sanitizer runtimes, node/npm, openssl, sqlite3 CLI.
+test-deps: deps
+	@need=""; for p in $(TOOL_PKGS); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	if [ -n "$$need" ] && ! { [ "$$need" = " nodejs npm" ] && command -v node >/dev/null && command -v npm >/dev/null; }; then \
+	  for p in $$need; do case $$p in nodejs|npm) command -v $$p >/dev/null && continue;; esac; real="$$real $$p"; done; \
+	  if [ -n "$$real" ]; then echo "test-deps: installing$$real"; \
+	    if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root (or install:$$real)"; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$real >/dev/null; fi; \
+	fi
+	@cd tests/e2e && if [ ! -d node_modules/mixpanel ]; then npm install --no-audit --no-fund --silent >/dev/null && echo "test-deps: npm packages installed"; fi
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/mixpaneld: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) tests/unit/testlib.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(LIBOBJS) | $(BUILD)/tools
+	$(CC) $(CFLAGS) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/tools build-fuzz:
+	mkdir -p $@
+
+tools: $(TOOL_BINS)
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
+
+# libFuzzer targets: clang, with ASan+UBSan, linked against the library sources.
+build-fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) | build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	  -o $@ $< $(filter-out src/main.c,$(SRCS)) $(PKG_LIBS) -lpthread -lm
+
+fuzz: $(FUZZ_BINS)
+
+# Replay each committed corpus, then fuzz for FUZZ_SECONDS per target.
+fuzz-run: fuzz
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	  echo "fuzz: $$n ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	    >build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; done; echo "fuzz: all targets clean"
+
+fuzz-long:
+	$(MAKE) fuzz-run FUZZ_SECONDS=600
+
+e2e: $(BUILD)/mixpaneld tools
+	cd tests/e2e && MIXPANELD=$(CURDIR)/$(BUILD)/mixpaneld TOOLS=$(CURDIR)/$(BUILD)/tools node --test --test-concurrency=2 .
+
+test-san:
+	$(MAKE) SAN=1 unit e2e
+
+test: test-deps
+	$(MAKE) lint
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) fuzz-run
+	$(MAKE) e2e
+	$(MAKE) test-san
+	@echo "make test: all suites passed"
+
+bench: deps test-deps all tools
+	node tests/bench/bench.mjs
+
+run: deps all
+	@mkdir -p data
+	$(BUILD)/mixpaneld --config $(CONFIG)
+
+install: all
+	install -D -m 0755 $(BUILD)/mixpaneld $(DESTDIR)$(PREFIX)/bin/mixpaneld
+	install -d -m 0755 $(DESTDIR)/etc/mixpaneld
+	[ -e $(DESTDIR)/etc/mixpaneld/config.ini ] || \
+	  sed 's|^data_dir *=.*|data_dir = /var/lib/mixpaneld|' config.example.ini > $(DESTDIR)/etc/mixpaneld/config.ini
+	install -D -m 0644 docs/mixpaneld.service $(DESTDIR)/etc/systemd/system/mixpaneld.service
+	@echo "installed; create the user with: useradd --system --home /var/lib/mixpaneld mixpaneld"
+	@echo "then: systemctl daemon-reload && systemctl enable --now mixpaneld"
+
+lint:
+	@if grep -nE '\b(sprintf|strcpy|strcat|atoi|gets)\s*\(' src/*.c include/*.h; then \
+	  echo "lint: banned function (use snprintf, memcpy with a length, strtol)"; exit 1; fi; echo "lint: ok"
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(OBJS:.o=.d)
