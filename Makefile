@@ -32,7 +32,8 @@ LDLIBS  += $(PKG_LIBS) -lpthread -lm
 LDFLAGS += $(SANFLAGS)
 
 SRCS     := $(wildcard src/*.c)
-OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+SQL      := $(sort $(wildcard sql/shard/*.sql)) $(sort $(wildcard sql/meta/*.sql))
+OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS)) $(BUILD)/obj/schema.o
 LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -77,6 +78,13 @@ test-deps: deps
 $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@
 
+%/gen/schema.c: $(SQL) sql/gen_schema.sh
+	@mkdir -p $(dir $@)
+	sh sql/gen_schema.sh $(SQL) > $@
+
+$(BUILD)/obj/schema.o: $(BUILD)/gen/schema.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/mixpaneld: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -95,9 +103,10 @@ unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
 
 # libFuzzer targets: clang, with ASan+UBSan, linked against the library sources.
-build-fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) | build-fuzz
+build-fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) build/gen/schema.c | build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	  -o $@ $< $(filter-out src/main.c,$(SRCS)) $(PKG_LIBS) -lpthread -lm
+	  -o $@ $< $(filter-out src/main.c,$(SRCS)) build/gen/schema.c $(PKG_LIBS) -lpthread -lm
+
 
 fuzz: $(FUZZ_BINS)
 

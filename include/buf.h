@@ -1,0 +1,45 @@
+/*
+ * buf.h - a growable byte buffer with a size cap (after curl's dynbuf).
+ *
+ * Fields are private to buf.c except for reading data/len.  Every append
+ * returns MP_OK, MP_E_NOMEM, or MP_E_TOOBIG when the cap would be exceeded;
+ * after an error the buffer keeps its previous content.  The data is always
+ * NUL-terminated (the NUL is not counted in len).  buf_take() passes
+ * ownership of the data to the caller and resets the buffer.
+ */
+#ifndef MP_BUF_H
+#define MP_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;   /* allocated */
+	size_t max;   /* hard limit on len */
+};
+
+void buf_init(struct buf *b, size_t max);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);                  /* len = 0, keeps memory */
+char *buf_take(struct buf *b, size_t *len);     /* caller frees; never NULL on success path */
+
+__attribute__((warn_unused_result))
+enum mp_err buf_append(struct buf *b, const void *p, size_t n);
+__attribute__((warn_unused_result))
+enum mp_err buf_putc(struct buf *b, int c);
+__attribute__((warn_unused_result))
+enum mp_err buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends S (N bytes) as a JSON string literal with quotes and escapes. */
+__attribute__((warn_unused_result))
+enum mp_err buf_json_str(struct buf *b, const char *s, size_t n);
+/* Appends a JSON number the way cJSON prints it (integers without fraction). */
+__attribute__((warn_unused_result))
+enum mp_err buf_json_num(struct buf *b, double d);
+/* Appends an unsigned LEB128 varint. */
+__attribute__((warn_unused_result))
+enum mp_err buf_varint(struct buf *b, uint64_t v);
+
+#endif

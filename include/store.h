@@ -1,0 +1,125 @@
+/*
+ * store.h - durable per-project storage: time-partitioned SQLite shards for
+ * events, a meta database for profiles and groups, one writer per project.
+ *
+ * Layout (docs/STORAGE.md has the details):
+ *   data_dir/<project>/meta.db            profiles, group profiles
+ *   data_dir/<project>/events-YYYY-MM.db  events of one UTC month (shard_period=month)
+ *   data_dir/<project>/events-YYYY-MM-DD.db                      (shard_period=day)
+ * Every file is in WAL mode; its schema comes from sql/<kind>/NNN_*.sql and
+ * PRAGMA user_version records the last migration applied.
+ *
+ * Writes: callers hand a struct store_batch to store_submit().  Each project
+ * has ONE writer thread (the only writer of its files): it takes every batch
+ * queued since its last commit, applies them all in one transaction per file
+ * touched (group commit), commits, and only then calls each batch's done()
+ * callback.  A batch that fails to apply is rolled back alone: the group is
+ * re-applied without it.  So done() with rc == MP_OK means the data is
+ * committed (durable against a process crash with sync=normal, against power
+ * loss with sync=full).
+ *
+ * Dedup: events with an $insert_id are keyed by (event, distinct_id, time ms,
+ * $insert_id).  A repeat of a stored key replaces the stored event's
+ * properties (Mixpanel shows the most recently ingested copy) and is counted
+ * in n_dup; it is never stored twice, across batches and restarts.
+ *
+ * Reads: store_export_* read committed data through their own read-only
+ * connections, concurrently with the writer.
+ *
+ * Thread-safety: store_submit/store_write/store_event_count may be called
+ * from any thread.  store_close() must not race with submits.
+ */
+#ifndef MP_STORE_H
+#define MP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "profile.h"
+
+struct store;
+struct store_project;
+struct store_export;
+
+/* One validated event.  All pointers are borrowed and must stay valid until
+ * the batch's done() has been called. */
+struct store_event {
+	int64_t time_ms;          /* event time, UTC, ms */
+	const char *name;         /* event name, non-empty */
+	const char *distinct_id;  /* "" allowed */
+	const char *insert_id;    /* client $insert_id, or NULL: never deduplicated */
+	const cJSON *props;       /* object of the properties to keep: without token,
+				     time, distinct_id; with $insert_id if sent */
+};
+
+/* One profile or group update (see profile.h). */
+struct store_update {
+	enum profile_kind kind;
+	const char *distinct_id;  /* PROFILE_USER */
+	const char *group_key;    /* PROFILE_GROUP */
+	const char *group_id;     /* PROFILE_GROUP */
+	const cJSON *update;      /* the whole update object (borrowed) */
+	struct profile_outcome out; /* filled by the writer */
+};
+
+struct store_batch {
+	struct store_event *events;
+	size_t n_events;
+	struct store_update *updates;
+	size_t n_updates;
+	int64_t recv_ms;          /* server receive time */
+	/* results, valid in done() */
+	enum mp_err rc;
+	char err[160];
+	size_t n_new;             /* events stored for the first time */
+	size_t n_dup;             /* events that replaced a stored duplicate */
+	/* completion: called once, from the writer thread, after commit or failure */
+	void (*done)(struct store_batch *b, void *arg);
+	void *arg;
+	struct store_batch *next_; /* private to store.c */
+};
+
+/* Open every configured project under cfg->data_dir (created if missing),
+ * apply migrations and start one writer per project.  CFG must outlive the
+ * store.  Returns MP_E_IO / MP_E_STORE / MP_E_FULL with a message in ERR. */
+enum mp_err store_open(const struct config *cfg, struct store **out, char *err, size_t errlen);
+
+/* Drain every queue (pending batches are still committed), stop the writers,
+ * close all files.  NULL-safe. */
+void store_close(struct store *st);
+
+/* The project for a configured project (borrowed), or NULL. */
+struct store_project *store_project_get(struct store *st, const struct config_project *p);
+
+/* Queue B for the writer.  Returns MP_OK (done() will be called exactly once)
+ * or MP_E_SHUTDOWN (done() will not be called). */
+enum mp_err store_submit(struct store_project *sp, struct store_batch *b);
+
+/* store_submit() and wait for done(); B->done must be NULL.  Returns B->rc. */
+enum mp_err store_write(struct store_project *sp, struct store_batch *b);
+
+/* Committed events in the project (stored once each). */
+int64_t store_event_count(struct store_project *sp);
+
+/* Export: events with FROM_MS <= time < TO_MS, optionally only those named in
+ * NAMES (N_NAMES > 0), ascending by time, then arrival.  LIMIT 0 = no limit.
+ * Returns MP_OK / MP_E_NOMEM / MP_E_STORE. */
+enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t to_ms,
+			      const char *const *names, size_t n_names, size_t limit,
+			      int time_in_ms, struct store_export **out);
+
+/* Append the next event as one JSON line (with '\n') to OUT.  Returns 1 when
+ * a line was appended, 0 at the end, or -(enum mp_err) on error. */
+int store_export_next(struct store_export *ex, struct buf *out);
+
+void store_export_close(struct store_export *ex);
+
+/* A user or group profile as JSON text (caller frees), or NULL if absent.
+ * For groups pass KIND = PROFILE_GROUP with KEY and ID. */
+char *store_profile_get(struct store_project *sp, enum profile_kind kind,
+			const char *distinct_id, const char *group_key, const char *group_id);
+
+#endif

@@ -1,0 +1,763 @@
+/*
+ * http_server.c - libmicrohttpd front end: routing, body collection, the
+ * suspend/commit/resume cycle of ingestion requests, export streaming,
+ * /healthz, CORS and the per-request log line (contract in
+ * include/http_server.h).
+ *
+ * A request's life (struct req, allocated by the URI-log callback, freed by
+ * the completion callback):
+ *   NEW    first access call: route, method check, early 413 on Content-Length
+ *   BODY   collect the body up to max_body_bytes (the rest is discarded)
+ *   WAIT   decoded, validated and submitted to the store writer; connection
+ *          suspended.  The writer's done() sets DONE and resumes it.
+ *   DONE   the next access call answers from the batch outcome.
+ * Invariant: a suspended connection is always resumed exactly once (done()
+ * is called exactly once for a submitted batch), so http_server_stop() can
+ * wait for the in-flight count to reach zero before MHD_stop_daemon().
+ */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "http_reply.h"
+#include "ingest.h"
+#include "log.h"
+#include "req_parse.h"
+
+enum route {
+	R_NONE = 0, R_TRACK, R_ENGAGE, R_GROUPS, R_IMPORT, R_EXPORT, R_HEALTHZ, R_DECIDE
+};
+
+enum req_state { RS_NEW = 0, RS_BODY, RS_WAIT, RS_DONE };
+
+struct http_server {
+	const struct config *cfg;
+	struct store *st;
+	struct MHD_Daemon *d;
+	uint16_t port;
+	time_t started;
+	pthread_mutex_t mu;
+	int in_flight;          /* requests between URI callback and completion */
+};
+
+struct req {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	char *uri;              /* raw request target incl. query */
+	const char *query;      /* points into uri after '?', or "" */
+	enum route route;
+	enum req_state state;
+	struct timespec t0;
+	struct buf body;
+	int too_big;
+	int status;             /* answered status, for the log line */
+	size_t n_events;        /* records stored, for the log line */
+	/* ingestion */
+	struct rp_result rp;
+	struct ingest_result ing;
+	enum ingest_endpoint endpoint;
+	int json_body;          /* payload was a JSON/NDJSON body (modern /import) */
+	char method[8];
+	char path[128];
+};
+
+/* ---------- small helpers ---------- */
+
+static enum route http_route(const char *url)
+{
+	char p[128];
+	size_t n = strlen(url);
+
+	if (n >= sizeof p)
+		return R_NONE;
+	memcpy(p, url, n + 1);
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+	if (!strcmp(p, "/track")) return R_TRACK;
+	if (!strcmp(p, "/engage")) return R_ENGAGE;
+	if (!strcmp(p, "/groups")) return R_GROUPS;
+	if (!strcmp(p, "/import")) return R_IMPORT;
+	if (!strcmp(p, "/decide")) return R_DECIDE;
+	if (!strcmp(p, "/healthz")) return R_HEALTHZ;
+	if (!strcmp(p, "/api/2.0/export") || !strcmp(p, "/api/query/export")) return R_EXPORT;
+	return R_NONE;
+}
+
+static const char *http_param(const struct req *r, const char *name)
+{
+	return rp_param(&r->rp, name);
+}
+
+static int http_truthy(const char *v)
+{
+	return v && (!strcmp(v, "1") || !strcasecmp(v, "true"));
+}
+
+static void http_client_ip(struct req *r, char *out, size_t n)
+{
+	const union MHD_ConnectionInfo *ci;
+	const char *xff;
+
+	out[0] = '\0';
+	if (r->srv->cfg->trust_proxy &&
+	    (xff = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Forwarded-For"))) {
+		size_t k = strcspn(xff, ", ");
+
+		snprintf(out, n, "%.*s", (int)(k < n ? k : n - 1), xff);
+		return;
+	}
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !ci->client_addr)
+		return;
+	if (ci->client_addr->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr, out, (socklen_t)n);
+	else if (ci->client_addr->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, out, (socklen_t)n);
+}
+
+/* Constant-time equality of two secrets of any length. */
+static int http_secret_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+	unsigned char ha[SHA256_DIGEST_LENGTH], hb[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)a, an, ha);
+	SHA256((const unsigned char *)b, bn, hb);
+	return CRYPTO_memcmp(ha, hb, sizeof ha) == 0 && an == bn;
+}
+
+/* The project whose API secret the Authorization header carries (Basic,
+ * base64 or plain "secret:"), checked against project_id when given.
+ * Returns NULL when absent or wrong. */
+static const struct config_project *http_auth_secret(struct req *r)
+{
+	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+	const struct config *cfg = r->srv->cfg;
+	const struct config_project *found = NULL;
+	const char *pid = http_param(r, "project_id");
+	unsigned char *dec = NULL;
+	const char *cred;
+	size_t credlen, user_len, i, dl = 0;
+
+	if (!h || strncasecmp(h, "Basic ", 6) != 0)
+		return NULL;
+	cred = h + 6;
+	while (*cred == ' ')
+		cred++;
+	credlen = strlen(cred);
+	if (!memchr(cred, ':', credlen)) {
+		dec = rp_base64_decode(cred, credlen, &dl);
+		if (!dec || !memchr(dec, ':', dl)) {
+			free(dec);
+			return NULL;
+		}
+		cred = (const char *)dec;
+		credlen = dl;
+	}
+	user_len = (size_t)((const char *)memchr(cred, ':', credlen) - cred);
+	for (i = 0; i < cfg->n_projects; i++) {
+		const struct config_project *p = &cfg->projects[i];
+
+		if (http_secret_eq(cred, user_len, p->api_secret, strlen(p->api_secret)) && !found)
+			found = p;
+	}
+	free(dec);
+	if (found && pid && pid[0]) {
+		char *end;
+		long id = strtol(pid, &end, 10);
+
+		if (*end || id != found->id)
+			return NULL;
+	}
+	return found;
+}
+
+/* ---------- answering ---------- */
+
+static enum MHD_Result http_send(struct req *r, struct http_reply *rep)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+	size_t i;
+
+	resp = MHD_create_response_from_buffer(rep->body.len, rep->body.data ? rep->body.data : (char *)"",
+					       MHD_RESPMEM_MUST_COPY);
+	if (!resp) {
+		http_reply_free(rep);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", rep->content_type);
+	for (i = 0; i < rep->n_headers; i++)
+		MHD_add_response_header(resp, rep->headers[i][0], rep->headers[i][1]);
+	if (origin) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+		MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+		MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+		MHD_add_response_header(resp, "Vary", "Origin");
+	}
+	r->status = rep->status;
+	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
+	MHD_destroy_response(resp);
+	http_reply_free(rep);
+	return ret;
+}
+
+static enum MHD_Result http_send_error(struct req *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result http_send_error(struct req *r, int status, const char *fmt, ...)
+{
+	struct http_reply rep;
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	http_reply_error(&rep, status, msg, r->uri);
+	return http_send(r, &rep);
+}
+
+/* ---------- ingestion ---------- */
+
+static void http_ingest_done(struct store_batch *b, void *arg)
+{
+	struct req *r = arg;
+
+	(void)b;
+	r->state = RS_DONE;
+	MHD_resume_connection(r->conn);
+}
+
+/* Build the ingestion answer from the request's outcome. */
+static enum MHD_Result http_ingest_answer(struct req *r, enum mp_err decode_rc, const char *decode_err)
+{
+	struct http_reply rep;
+	struct http_ingest_outcome o;
+
+	memset(&o, 0, sizeof o);
+	o.endpoint_import = r->endpoint == INGEST_IMPORT;
+	o.strict_shape = (o.endpoint_import && (r->json_body || http_truthy(http_param(r, "strict")))) ||
+			 (r->endpoint != INGEST_TRACK && http_truthy(http_param(r, "strict")));
+	o.verbose = http_truthy(http_param(r, "verbose"));
+	o.callback = http_param(r, "callback");
+	o.img = http_truthy(http_param(r, "img"));
+	o.decode_rc = decode_rc;
+	o.decode_err = decode_err;
+	o.ing = &r->ing;
+	o.store_rc = r->ing.batch.rc;
+	o.store_err = r->ing.batch.err;
+	if (decode_rc == MP_OK && r->ing.batch.rc == MP_OK)
+		r->n_events = r->ing.batch.n_new + r->ing.batch.n_dup;
+	http_reply_ingest(&rep, &o);
+	return http_send(r, &rep);
+}
+
+static enum MHD_Result http_ingest(struct req *r)
+{
+	struct http_server *srv = r->srv;
+	struct rp_request in;
+	struct ingest_opts opts;
+	struct store_project *sp;
+	char err[256] = "", ip[INET6_ADDRSTRLEN + 1];
+	cJSON *records;
+	enum mp_err rc;
+	struct timespec now;
+
+	memset(&in, 0, sizeof in);
+	in.query = r->query;
+	in.query_len = strlen(r->query);
+	in.body = (const unsigned char *)r->body.data;
+	in.body_len = r->body.len;
+	in.content_type = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+	in.content_encoding = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Encoding");
+	in.max_inflated = srv->cfg->max_body_bytes;
+	rc = rp_decode(&in, &r->rp, err, sizeof err);
+	if (r->route == R_IMPORT) {
+		/* authenticate before saying anything about the payload */
+		const struct config_project *p = http_auth_secret(r);
+
+		if (!p) {
+			struct http_reply rep;
+
+			http_reply_import_unauthorized(&rep);
+			return http_send(r, &rep);
+		}
+		memset(&opts, 0, sizeof opts);
+		opts.project = p;
+	} else {
+		memset(&opts, 0, sizeof opts);
+	}
+	if (rc == MP_E_TOOBIG)
+		return http_send_error(r, 413, "request exceeds max limit of %zu bytes", srv->cfg->max_body_bytes);
+	if (rc != MP_OK) {
+		const char *ct = in.content_type ? in.content_type : "";
+		size_t i = 0;
+
+		while (i < in.body_len && strchr(" \t\r\n", in.body[i]))
+			i++;
+		r->json_body = strstr(ct, "json") != NULL ||
+			       (i < in.body_len && (in.body[i] == '[' || in.body[i] == '{'));
+		return http_ingest_answer(r, rc, err);
+	}
+	r->json_body = r->rp.source == RP_SRC_BODY_JSON;
+	records = r->rp.records;
+	r->rp.records = NULL;
+	clock_gettime(CLOCK_REALTIME, &now);
+	http_client_ip(r, ip, sizeof ip);
+	opts.endpoint = r->endpoint;
+	opts.cfg = srv->cfg;
+	opts.strict = http_truthy(http_param(r, "strict"));
+	opts.use_ip = http_truthy(http_param(r, "ip"));
+	opts.client_ip = ip[0] ? ip : NULL;
+	opts.now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	rc = ingest_prepare(records, &opts, &r->ing);
+	if (rc == MP_E_TOOBIG)
+		return http_ingest_answer(r, MP_E_TOOBIG, r->ing.first_error);
+	if (rc != MP_OK)
+		return http_send_error(r, 503, "%s", mp_strerror(rc));
+	if (!r->ing.batch.n_events && !r->ing.batch.n_updates)
+		return http_ingest_answer(r, MP_OK, NULL);
+	sp = store_project_get(srv->st, r->ing.project);
+	if (!sp)
+		return http_send_error(r, 500, "project has no store");
+	r->ing.batch.done = http_ingest_done;
+	r->ing.batch.arg = r;
+	r->state = RS_WAIT;
+	MHD_suspend_connection(r->conn);
+	if (store_submit(sp, &r->ing.batch) != MP_OK) {
+		/* the store is shutting down: answer as a transient failure */
+		r->ing.batch.rc = MP_E_SHUTDOWN;
+		snprintf(r->ing.batch.err, sizeof r->ing.batch.err, "server is shutting down");
+		r->state = RS_DONE;
+		MHD_resume_connection(r->conn);
+	}
+	return MHD_YES;
+}
+
+/* ---------- export ---------- */
+
+struct http_export {
+	struct store_export *ex;
+	struct buf chunk;
+	size_t off;
+	int done;
+};
+
+static ssize_t http_export_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct http_export *he = cls;
+	size_t n;
+
+	(void)pos;
+	while (he->off >= he->chunk.len) {
+		int r;
+
+		if (he->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		buf_reset(&he->chunk);
+		he->off = 0;
+		/* fill ~64 KiB per round */
+		while (he->chunk.len < 65536) {
+			r = store_export_next(he->ex, &he->chunk);
+			if (r == 0) {
+				he->done = 1;
+				break;
+			}
+			if (r < 0) {
+				log_error("export: %s", mp_strerror((enum mp_err)(-r)));
+				return MHD_CONTENT_READER_END_WITH_ERROR;
+			}
+		}
+	}
+	n = he->chunk.len - he->off;
+	if (n > max)
+		n = max;
+	memcpy(out, he->chunk.data + he->off, n);
+	he->off += n;
+	return (ssize_t)n;
+}
+
+static void http_export_free(void *cls)
+{
+	struct http_export *he = cls;
+
+	store_export_close(he->ex);
+	buf_free(&he->chunk);
+	free(he);
+}
+
+static enum MHD_Result http_export(struct req *r)
+{
+	const struct config_project *p;
+	const char *from, *to, *ev, *lim, *where;
+	int64_t from_ms, to_ms;
+	char **names = NULL;
+	size_t n_names = 0, limit = 0;
+	cJSON *arr = NULL, *it;
+	struct http_export *he = NULL;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	enum mp_err rc;
+	char err[256];
+	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+
+	{
+		/* only the parameters are wanted: the "no data" outcome is expected */
+		struct rp_request in;
+
+		memset(&in, 0, sizeof in);
+		in.query = r->query;
+		in.query_len = strlen(r->query);
+		rp_decode(&in, &r->rp, err, sizeof err);
+	}
+	if (!(p = http_auth_secret(r)))
+		return http_send_error(r, 401, "Invalid credentials");
+	from = http_param(r, "from_date");
+	to = http_param(r, "to_date");
+	if (!from || !to)
+		return http_send_error(r, 400, "'%s' is a required parameter", from ? "to_date" : "from_date");
+	if (http_parse_date(from, &from_ms) != 0)
+		return http_send_error(r, 400, "'from_date' is invalid: expected YYYY-MM-DD");
+	if (http_parse_date(to, &to_ms) != 0)
+		return http_send_error(r, 400, "'to_date' is invalid: expected YYYY-MM-DD");
+	to_ms += 86400000LL;
+	if (to_ms <= from_ms)
+		return http_send_error(r, 400, "'to_date' is before 'from_date'");
+	if ((where = http_param(r, "where")) && where[0])
+		return http_send_error(r, 400, "'where' is not supported by this server version");
+	if ((lim = http_param(r, "limit")) && lim[0]) {
+		char *end;
+		long v = strtol(lim, &end, 10);
+
+		if (*end || v < 1 || v > 100000)
+			return http_send_error(r, 400, "'limit' must be an integer from 1 to 100000");
+		limit = (size_t)v;
+	}
+	if ((ev = http_param(r, "event")) && ev[0]) {
+		arr = cJSON_Parse(ev);
+		if (!cJSON_IsArray(arr)) {
+			cJSON_Delete(arr);
+			return http_send_error(r, 400, "'event' must be a JSON array of event names");
+		}
+		names = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof *names);
+		if (!names) {
+			cJSON_Delete(arr);
+			return http_send_error(r, 503, "out of memory");
+		}
+		cJSON_ArrayForEach(it, arr) {
+			if (!cJSON_IsString(it)) {
+				free(names);
+				cJSON_Delete(arr);
+				return http_send_error(r, 400, "'event' must be a JSON array of event names");
+			}
+			names[n_names++] = it->valuestring;
+		}
+	}
+	he = calloc(1, sizeof *he);
+	if (!he) {
+		rc = MP_E_NOMEM;
+	} else {
+		buf_init(&he->chunk, (size_t)256 << 20);
+		rc = store_export_open(store_project_get(r->srv->st, p), from_ms, to_ms,
+				       (const char *const *)names, n_names, limit,
+				       http_truthy(http_param(r, "time_in_ms")), &he->ex);
+	}
+	free(names);
+	cJSON_Delete(arr);
+	if (rc != MP_OK) {
+		if (he)
+			http_export_free(he);
+		snprintf(err, sizeof err, "%s", mp_strerror(rc));
+		return http_send_error(r, 503, "export failed: %s", err);
+	}
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, http_export_read, he,
+						 http_export_free);
+	if (!resp) {
+		http_export_free(he);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+	if (origin) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+		MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+		MHD_add_response_header(resp, "Vary", "Origin");
+	}
+	r->status = 200;
+	ret = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---------- healthz ---------- */
+
+static enum MHD_Result http_healthz(struct req *r)
+{
+	struct http_reply rep;
+	const struct config *cfg = r->srv->cfg;
+	int64_t *counts = calloc(cfg->n_projects ? cfg->n_projects : 1, sizeof *counts);
+	size_t i;
+
+	if (!counts)
+		return http_send_error(r, 503, "out of memory");
+	for (i = 0; i < cfg->n_projects; i++)
+		counts[i] = store_event_count(store_project_get(r->srv->st, &cfg->projects[i]));
+	http_reply_healthz(&rep, cfg, counts, (long long)(time(NULL) - r->srv->started), MIXPANELD_VERSION);
+	free(counts);
+	return http_send(r, &rep);
+}
+
+/* ---------- MHD callbacks ---------- */
+
+static void *http_uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
+{
+	struct http_server *srv = cls;
+	struct req *r = calloc(1, sizeof *r);
+	char *q;
+
+	if (!r)
+		return NULL;
+	r->srv = srv;
+	r->conn = con;
+	r->uri = strdup(uri ? uri : "");
+	if (!r->uri) {
+		free(r);
+		return NULL;
+	}
+	q = strchr(r->uri, '?');
+	r->query = q ? q + 1 : "";
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	buf_init(&r->body, srv->cfg->max_body_bytes);
+	pthread_mutex_lock(&srv->mu);
+	srv->in_flight++;
+	pthread_mutex_unlock(&srv->mu);
+	return r;
+}
+
+static void http_completed_cb(void *cls, struct MHD_Connection *con, void **con_cls,
+			      enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *srv = cls;
+	struct req *r = *con_cls;
+	struct timespec t1;
+	double ms;
+
+	(void)con;
+	if (!r)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
+	log_info("%s %s %d events=%zu %.2fms%s", r->method[0] ? r->method : "-", r->path[0] ? r->path : "-",
+		 r->status, r->n_events, ms,
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+	rp_result_free(&r->rp);
+	ingest_result_free(&r->ing);
+	buf_free(&r->body);
+	free(r->uri);
+	free(r);
+	*con_cls = NULL;
+	pthread_mutex_lock(&srv->mu);
+	srv->in_flight--;
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, const char *url,
+				      const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct req *r = *con_cls;
+
+	(void)version;
+	if (!r)
+		return MHD_NO; /* out of memory in the URI callback */
+	if (r->state == RS_NEW) {
+		const char *cl;
+		int ingest, get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+		int post = !strcmp(method, "POST");
+
+		snprintf(r->method, sizeof r->method, "%s", method);
+		snprintf(r->path, sizeof r->path, "%s", url);
+		r->route = http_route(url);
+		r->state = RS_BODY;
+		if (!strcmp(method, "OPTIONS")) {
+			struct http_reply rep;
+
+			http_reply_preflight(&rep, MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+									       "Access-Control-Request-Headers"));
+			return http_send(r, &rep);
+		}
+		if (r->route == R_NONE)
+			return http_send_error(r, 404, "unknown path %s", r->path);
+		ingest = r->route == R_TRACK || r->route == R_ENGAGE || r->route == R_GROUPS || r->route == R_IMPORT;
+		if (!(get || (post && ingest))) {
+			struct http_reply rep;
+
+			http_reply_error(&rep, 405, "method not allowed", r->uri);
+			http_reply_header(&rep, "Allow", ingest ? "GET, POST, OPTIONS" : "GET, OPTIONS");
+			return http_send(r, &rep);
+		}
+		cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+		if (cl) {
+			char *end;
+			unsigned long long v = strtoull(cl, &end, 10);
+
+			if (*end || v > srv->cfg->max_body_bytes)
+				return http_send_error(r, 413, "request exceeds max limit of %zu bytes",
+						       srv->cfg->max_body_bytes);
+		}
+		switch (r->route) {
+		case R_TRACK: r->endpoint = INGEST_TRACK; break;
+		case R_ENGAGE: r->endpoint = INGEST_ENGAGE; break;
+		case R_GROUPS: r->endpoint = INGEST_GROUPS; break;
+		default: r->endpoint = INGEST_IMPORT; break;
+		}
+		return MHD_YES;
+	}
+	if (r->state == RS_BODY && *upload_data_size) {
+		if (!r->too_big && buf_append(&r->body, upload_data, *upload_data_size) != MP_OK)
+			r->too_big = 1;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->state == RS_BODY) {
+		if (r->too_big)
+			return http_send_error(r, 413, "request exceeds max limit of %zu bytes",
+					       srv->cfg->max_body_bytes);
+		switch (r->route) {
+		case R_HEALTHZ:
+			return http_healthz(r);
+		case R_DECIDE: {
+			struct http_reply rep;
+
+			http_reply_decide(&rep);
+			return http_send(r, &rep);
+		}
+		case R_EXPORT:
+			return http_export(r);
+		default:
+			return http_ingest(r);
+		}
+	}
+	if (r->state == RS_DONE)
+		return http_ingest_answer(r, MP_OK, NULL);
+	return MHD_YES; /* RS_WAIT: spurious call while suspended */
+}
+
+/* ---------- lifecycle ---------- */
+
+enum mp_err http_server_start(const struct config *cfg, struct store *st,
+			      struct http_server **out, char *err, size_t errlen)
+{
+	struct http_server *srv = calloc(1, sizeof *srv);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *di;
+	const char *bind = cfg->bind;
+
+	if (!srv)
+		return MP_E_NOMEM;
+	srv->cfg = cfg;
+	srv->st = st;
+	srv->started = time(NULL);
+	pthread_mutex_init(&srv->mu, NULL);
+	memset(&ss, 0, sizeof ss);
+	if (!strcmp(bind, "localhost"))
+		bind = "127.0.0.1";
+	if (inet_pton(AF_INET, bind, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)cfg->port);
+		sl = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, bind, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)cfg->port);
+		sl = sizeof(struct sockaddr_in6);
+		flags |= MHD_USE_IPv6;
+	} else {
+		snprintf(err, errlen, "bind address '%s' is not an IP address", cfg->bind);
+		free(srv);
+		return MP_E_CONFIG;
+	}
+	(void)sl;
+	if (cfg->tls_cert_pem) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(err, errlen, "this libmicrohttpd was built without TLS support");
+			free(srv);
+			return MP_E_CONFIG;
+		}
+		flags |= MHD_USE_TLS;
+	}
+	if (cfg->tls_cert_pem)
+		srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access_cb, srv,
+					  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+					  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+					  MHD_OPTION_URI_LOG_CALLBACK, http_uri_cb, srv,
+					  MHD_OPTION_NOTIFY_COMPLETED, http_completed_cb, srv,
+					  MHD_OPTION_HTTPS_MEM_CERT, cfg->tls_cert_pem,
+					  MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
+					  MHD_OPTION_END);
+	else
+		srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access_cb, srv,
+					  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+					  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+					  MHD_OPTION_URI_LOG_CALLBACK, http_uri_cb, srv,
+					  MHD_OPTION_NOTIFY_COMPLETED, http_completed_cb, srv,
+					  MHD_OPTION_END);
+	if (!srv->d) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
+			 errno ? strerror(errno) : "libmicrohttpd refused the options");
+		free(srv);
+		return MP_E_IO;
+	}
+	di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = di ? di->port : (uint16_t)cfg->port;
+	*out = srv;
+	return MP_OK;
+}
+
+uint16_t http_server_port(const struct http_server *srv)
+{
+	return srv->port;
+}
+
+int http_server_stop(struct http_server *srv, int drain_ms)
+{
+	MHD_socket ls;
+	int left, waited = 0;
+
+	if (!srv)
+		return 0;
+	ls = MHD_quiesce_daemon(srv->d);
+	if (ls != MHD_INVALID_SOCKET)
+		close(ls);
+	for (;;) {
+		pthread_mutex_lock(&srv->mu);
+		left = srv->in_flight;
+		pthread_mutex_unlock(&srv->mu);
+		if (left == 0 || waited >= drain_ms)
+			break;
+		usleep(10000);
+		waited += 10;
+	}
+	MHD_stop_daemon(srv->d);
+	pthread_mutex_destroy(&srv->mu);
+	free(srv);
+	return left;
+}

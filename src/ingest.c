@@ -1,0 +1,585 @@
+/*
+ * ingest.c - Mixpanel's validation rules for events and profile updates
+ * (contract in include/ingest.h; rules and their provenance in
+ * ../shared/spec/mixpanel-http-api.md §6 and §7).
+ *
+ * Invariants: a record is either handed to the store batch (n_valid) or
+ * listed in failures (n_failures), never both, never neither; n_valid +
+ * n_failures == n_records.  Every pointer in the batch points into
+ * res->records_ or res->strings_, which the result owns.
+ */
+#include "ingest.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profile.h"
+
+#define INGEST_MAX_PROPS 255
+#define INGEST_MAX_KEY 255
+#define INGEST_MAX_STRING 255
+#define INGEST_MAX_DEPTH 3
+#define INGEST_MAX_ITEMS 255
+#define INGEST_MAX_EVENT_BYTES (1024 * 1024)
+#define INGEST_MIN_TIME_MS 31536000000LL     /* 1971-01-01T00:00:00Z */
+#define INGEST_FUTURE_SLACK_MS 3600000LL
+
+static const char *const ingest_blocked[] = {
+	"00000000-0000-0000-0000-000000000000", "anon", "anonymous", "nil", "none", "null",
+	"n/a", "na", "undefined", "unknown", "<nil>", "0", "-1", "true", "false", "[]", "{}", NULL
+};
+
+int ingest_blocked_id(const char *s)
+{
+	size_t i;
+
+	for (i = 0; ingest_blocked[i]; i++)
+		if (strcasecmp(s, ingest_blocked[i]) == 0)
+			return 1;
+	return 0;
+}
+
+int ingest_time_ms(const cJSON *v, int64_t *out)
+{
+	double d;
+
+	if (cJSON_IsNumber(v)) {
+		d = v->valuedouble;
+	} else if (cJSON_IsString(v)) {
+		char *end;
+
+		errno = 0;
+		d = strtod(v->valuestring, &end);
+		if (end == v->valuestring || *end || errno)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (!isfinite(d) || d < 0 || d > 9.2e15)
+		return 0;
+	*out = d >= 1e11 ? (int64_t)llround(d) : (int64_t)llround(d * 1000.0);
+	return 1;
+}
+
+/* ---------- result helpers ---------- */
+
+static char *ingest_keep(struct ingest_result *res, char *s)
+{
+	if (!s)
+		return NULL;
+	if (res->n_strings_ == res->cap_strings_) {
+		size_t ncap = res->cap_strings_ ? res->cap_strings_ * 2 : 16;
+		char **n = realloc(res->strings_, ncap * sizeof *n);
+
+		if (!n) {
+			free(s);
+			return NULL;
+		}
+		res->strings_ = n;
+		res->cap_strings_ = ncap;
+	}
+	res->strings_[res->n_strings_++] = s;
+	return s;
+}
+
+static enum mp_err ingest_fail(struct ingest_result *res, size_t index, const cJSON *rec,
+			       const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static enum mp_err ingest_fail(struct ingest_result *res, size_t index, const cJSON *rec,
+			       const char *field, const char *fmt, ...)
+{
+	struct ingest_failure *f = &res->failures[res->n_failures++];
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
+	const cJSON *iid = cJSON_GetObjectItemCaseSensitive(props, "$insert_id");
+	const cJSON *did = cJSON_GetObjectItemCaseSensitive(rec, "$distinct_id");
+	va_list ap;
+
+	memset(f, 0, sizeof *f);
+	f->index = index;
+	snprintf(f->field, sizeof f->field, "%s", field);
+	va_start(ap, fmt);
+	vsnprintf(f->message, sizeof f->message, fmt, ap);
+	va_end(ap);
+	if (cJSON_IsString(iid) && !(f->insert_id = strdup(iid->valuestring)))
+		return MP_E_NOMEM;
+	if (cJSON_IsString(did) && !(f->distinct_id = strdup(did->valuestring)))
+		return MP_E_NOMEM;
+	if (!res->first_error[0])
+		snprintf(res->first_error, sizeof res->first_error, "%s", f->message);
+	return MP_OK;
+}
+
+/* ---------- UTF-8 ---------- */
+
+/* Length of the valid UTF-8 sequence at S (N bytes left), 0 if invalid. */
+static size_t ingest_utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
+			return 0; /* overlong, or a UTF-16 surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+static int ingest_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, k;
+
+	while (i < n) {
+		if (!(k = ingest_utf8_seq(p + i, n - i)))
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+/* Replace each invalid byte with U+FFFD; returns a malloc'd string. */
+static char *ingest_utf8_repair(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, o = 0, k;
+	char *out = malloc(n * 3 + 1);
+
+	if (!out)
+		return NULL;
+	while (i < n) {
+		if ((k = ingest_utf8_seq(p + i, n - i))) {
+			memcpy(out + o, p + i, k);
+			o += k;
+			i += k;
+		} else {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* ---------- property checks ---------- */
+
+struct ingest_check {
+	int strict;
+	size_t bytes;           /* approximate JSON size of the event so far */
+	char field[64];
+	char message[192];
+};
+
+/* Check VALUE (a property value at nesting DEPTH) against Mixpanel's limits,
+ * truncating long strings and repairing bad UTF-8 in place.  Returns MP_OK,
+ * MP_E_INVALID (message in CK) or MP_E_NOMEM. */
+static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, struct ingest_check *ck)
+{
+	cJSON *c;
+	size_t n = 0;
+
+	ck->bytes += (v->string ? strlen(v->string) + 4 : 0) + 8;
+	if (ck->bytes > INGEST_MAX_EVENT_BYTES) {
+		snprintf(ck->field, sizeof ck->field, "properties");
+		snprintf(ck->message, sizeof ck->message, "event is larger than 1 MB");
+		return MP_E_INVALID;
+	}
+	if (cJSON_IsString(v)) {
+		ck->bytes += strlen(v->valuestring);
+		if (!ingest_utf8_valid(v->valuestring)) {
+			char *fixed;
+
+			if (ck->strict) {
+				snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
+				snprintf(ck->message, sizeof ck->message, "'properties.%.100s' is not valid UTF-8", key);
+				return MP_E_INVALID;
+			}
+			if (!(fixed = ingest_utf8_repair(v->valuestring)))
+				return MP_E_NOMEM;
+			if (!cJSON_SetValuestring(v, fixed)) {
+				free(fixed);
+				return MP_E_NOMEM;
+			}
+			free(fixed);
+		}
+		if (strlen(v->valuestring) > INGEST_MAX_STRING)
+			profile_utf8_truncate(v->valuestring, INGEST_MAX_STRING);
+		return MP_OK;
+	}
+	if (!cJSON_IsArray(v) && !cJSON_IsObject(v))
+		return MP_OK;
+	if (depth >= INGEST_MAX_DEPTH) {
+		snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
+		snprintf(ck->message, sizeof ck->message,
+			 "'properties.%.100s' is nested deeper than %d levels", key, INGEST_MAX_DEPTH);
+		return MP_E_INVALID;
+	}
+	for (c = v->child; c; c = c->next) {
+		enum mp_err rc;
+
+		if (++n > INGEST_MAX_ITEMS) {
+			snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
+			snprintf(ck->message, sizeof ck->message, "'properties.%.100s' has more than %d %s",
+				 key, INGEST_MAX_ITEMS, cJSON_IsArray(v) ? "items" : "keys");
+			return MP_E_INVALID;
+		}
+		if (cJSON_IsObject(v) && c->string && strlen(c->string) > INGEST_MAX_KEY) {
+			snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
+			snprintf(ck->message, sizeof ck->message, "a key inside 'properties.%.100s' is longer than %d bytes",
+				 key, INGEST_MAX_KEY);
+			return MP_E_INVALID;
+		}
+		if ((rc = ingest_check_value(c, key, depth + 1, ck)) != MP_OK)
+			return rc;
+	}
+	return MP_OK;
+}
+
+static int ingest_insert_id_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 36 || ingest_blocked_id(s))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* A string form of an id property (string or number); NULL if neither. */
+static char *ingest_id_text(struct ingest_result *res, const cJSON *v)
+{
+	char tmp[64];
+
+	if (cJSON_IsString(v))
+		return v->valuestring;
+	if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) {
+		if (v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9e15)
+			snprintf(tmp, sizeof tmp, "%lld", (long long)v->valuedouble);
+		else
+			snprintf(tmp, sizeof tmp, "%.17g", v->valuedouble);
+		return ingest_keep(res, strdup(tmp));
+	}
+	return NULL;
+}
+
+static const struct config_project *ingest_project_of(struct ingest_result *res,
+						      const struct ingest_opts *opts, const cJSON *tok,
+						      size_t index, const cJSON *rec, const char *field,
+						      enum mp_err *rc)
+{
+	const struct config_project *p;
+
+	*rc = MP_OK;
+	if (opts->project)
+		return opts->project;
+	if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+		*rc = ingest_fail(res, index, rec, field, "'%s' is missing", field);
+		return NULL;
+	}
+	if (!(p = config_project_by_token(opts->cfg, tok->valuestring))) {
+		*rc = ingest_fail(res, index, rec, field, "unknown project token");
+		return NULL;
+	}
+	if (res->project && res->project != p) {
+		*rc = ingest_fail(res, index, rec, field,
+				  "records of different projects in one request are not supported");
+		return NULL;
+	}
+	res->project = p;
+	return p;
+}
+
+/* ---------- events ---------- */
+
+static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_opts *opts,
+				cJSON *rec, size_t index)
+{
+	cJSON *ev = cJSON_GetObjectItemCaseSensitive(rec, "event");
+	cJSON *props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
+	cJSON *c, *tv, *dv, *iv;
+	struct store_event *se;
+	struct ingest_check ck;
+	int64_t t;
+	size_t nprops = 0;
+	const char *did;
+	enum mp_err rc;
+	int track = opts->endpoint == INGEST_TRACK;
+
+	if (!cJSON_IsObject(rec))
+		return ingest_fail(res, index, rec, "event", "record is not a JSON object");
+	if (!cJSON_IsString(ev) || !ev->valuestring[0])
+		return ingest_fail(res, index, rec, "event", "'event' must be a non-empty string");
+	if (!cJSON_IsObject(props))
+		return ingest_fail(res, index, rec, "properties", "'properties' must be a JSON object");
+	if (!ingest_project_of(res, opts, cJSON_GetObjectItemCaseSensitive(props, "token"), index, rec,
+			       "properties.token", &rc))
+		return rc;
+	if (cJSON_GetObjectItemCaseSensitive(props, "$ignore")) {
+		res->n_valid++;
+		res->n_ignored++;
+		return MP_OK;
+	}
+	/* time */
+	tv = cJSON_GetObjectItemCaseSensitive(props, "time");
+	if (!tv || cJSON_IsNull(tv)) {
+		t = opts->now_ms;
+	} else if (!ingest_time_ms(tv, &t)) {
+		return ingest_fail(res, index, rec, "properties.time",
+				   "'properties.time' is invalid: must be specified as seconds since epoch");
+	}
+	if (track) {
+		if (t > opts->now_ms)
+			t = opts->now_ms;
+		if (opts->cfg->track_max_age_days > 0 &&
+		    t < opts->now_ms - (int64_t)opts->cfg->track_max_age_days * 86400000LL)
+			return ingest_fail(res, index, rec, "properties.time",
+					   "'properties.time' is older than %d days: send old events to /import",
+					   opts->cfg->track_max_age_days);
+	} else {
+		if (t < INGEST_MIN_TIME_MS)
+			return ingest_fail(res, index, rec, "properties.time",
+					   "'properties.time' is invalid: must be after 1971-01-01");
+		if (t > opts->now_ms + INGEST_FUTURE_SLACK_MS)
+			return ingest_fail(res, index, rec, "properties.time",
+					   "'properties.time' is more than 1 hour in the future");
+		if (t > opts->now_ms)
+			t = opts->now_ms;
+	}
+	/* distinct_id */
+	dv = cJSON_GetObjectItemCaseSensitive(props, "distinct_id");
+	if (dv && !cJSON_IsNull(dv)) {
+		if (!(did = ingest_id_text(res, dv))) {
+			if (!cJSON_IsString(dv) && !cJSON_IsNumber(dv))
+				return ingest_fail(res, index, rec, "properties.distinct_id",
+						   "'properties.distinct_id' must be a string");
+			return MP_E_NOMEM;
+		}
+	} else {
+		cJSON *uid = cJSON_GetObjectItemCaseSensitive(props, "$user_id");
+		cJSON *dev = cJSON_GetObjectItemCaseSensitive(props, "$device_id");
+		char tmp[300];
+
+		if ((did = ingest_id_text(res, uid)) && did[0]) {
+			/* simplified ID merge: distinct_id := $user_id */
+		} else if ((did = ingest_id_text(res, dev)) && did[0]) {
+			snprintf(tmp, sizeof tmp, "$device:%s", did);
+			if (!(did = ingest_keep(res, strdup(tmp))))
+				return MP_E_NOMEM;
+		} else if (opts->use_ip && opts->client_ip) {
+			uint64_t h = 1469598103934665603ULL;
+			const char *p;
+
+			for (p = opts->client_ip; *p; p++)
+				h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+			snprintf(tmp, sizeof tmp, "%016llx", (unsigned long long)h);
+			if (!(did = ingest_keep(res, strdup(tmp))))
+				return MP_E_NOMEM;
+		} else {
+			did = "";
+		}
+	}
+	if (strlen(did) > INGEST_MAX_STRING)
+		return ingest_fail(res, index, rec, "properties.distinct_id",
+				   "'properties.distinct_id' is longer than 255 bytes");
+	if (opts->strict && did[0] && ingest_blocked_id(did))
+		return ingest_fail(res, index, rec, "properties.distinct_id",
+				   "'properties.distinct_id' is invalid: '%.60s' is a blocked value", did);
+	if (!ingest_utf8_valid(did))
+		return ingest_fail(res, index, rec, "properties.distinct_id",
+				   "'properties.distinct_id' is not valid UTF-8");
+	/* $insert_id */
+	iv = cJSON_GetObjectItemCaseSensitive(props, "$insert_id");
+	if (opts->strict && opts->endpoint == INGEST_IMPORT &&
+	    (!cJSON_IsString(iv) || !ingest_insert_id_ok(iv->valuestring)))
+		return ingest_fail(res, index, rec, "properties.$insert_id",
+				   iv ? "'properties.$insert_id' is invalid: must be 1-36 characters of [A-Za-z0-9-]"
+				      : "'properties.$insert_id' is required");
+	if (iv && (!cJSON_IsString(iv) || !iv->valuestring[0] || strlen(iv->valuestring) > INGEST_MAX_STRING)) {
+		/* not usable as a dedup key: drop it so it is not stored either */
+		cJSON_DeleteItemFromObjectCaseSensitive(props, "$insert_id");
+		iv = NULL;
+	}
+	/* limits, truncation, UTF-8 */
+	memset(&ck, 0, sizeof ck);
+	ck.strict = opts->strict;
+	for (c = props->child; c; c = c->next) {
+		if (!c->string)
+			continue;
+		if (++nprops > INGEST_MAX_PROPS)
+			return ingest_fail(res, index, rec, "properties",
+					   "event has more than %d properties", INGEST_MAX_PROPS);
+		if (strlen(c->string) > INGEST_MAX_KEY)
+			return ingest_fail(res, index, rec, "properties",
+					   "a property name is longer than %d bytes", INGEST_MAX_KEY);
+		if (!ingest_utf8_valid(c->string))
+			return ingest_fail(res, index, rec, "properties", "a property name is not valid UTF-8");
+		if (c == iv)
+			continue;
+		if ((rc = ingest_check_value(c, c->string, 0, &ck)) == MP_E_INVALID)
+			return ingest_fail(res, index, rec, ck.field, "%s", ck.message);
+		if (rc != MP_OK)
+			return rc;
+	}
+	if (strlen(ev->valuestring) > INGEST_MAX_STRING)
+		profile_utf8_truncate(ev->valuestring, INGEST_MAX_STRING);
+	if (!ingest_utf8_valid(ev->valuestring))
+		return ingest_fail(res, index, rec, "event", "'event' is not valid UTF-8");
+	cJSON_DeleteItemFromObjectCaseSensitive(props, "ip");
+	/* server-set on export; a re-imported export must not carry it twice */
+	cJSON_DeleteItemFromObjectCaseSensitive(props, "mp_processing_time_ms");
+	if (opts->endpoint == INGEST_IMPORT) {
+		cJSON_DeleteItemFromObjectCaseSensitive(props, "$import");
+		if (!cJSON_AddTrueToObject(props, "$import"))
+			return MP_E_NOMEM;
+	}
+	se = &res->batch.events[res->batch.n_events++];
+	se->time_ms = t;
+	se->name = ev->valuestring;
+	se->distinct_id = did;
+	se->insert_id = iv ? iv->valuestring : NULL;
+	se->props = props;
+	res->n_valid++;
+	return MP_OK;
+}
+
+/* ---------- profile and group updates ---------- */
+
+static const char *const ingest_ops[] = {
+	"$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete", "$merge", NULL
+};
+
+static enum mp_err ingest_update(struct ingest_result *res, const struct ingest_opts *opts,
+				 cJSON *rec, size_t index)
+{
+	int grp = opts->endpoint == INGEST_GROUPS;
+	struct store_update *u;
+	const char *did = NULL, *gk = NULL, *gid = NULL;
+	size_t i;
+	int has_op = 0;
+	enum mp_err rc;
+
+	if (!cJSON_IsObject(rec))
+		return ingest_fail(res, index, rec, "$token", "record is not a JSON object");
+	if (!ingest_project_of(res, opts, cJSON_GetObjectItemCaseSensitive(rec, "$token"), index, rec,
+			       "$token", &rc))
+		return rc;
+	if (grp) {
+		gk = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(rec, "$group_key"));
+		gid = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(rec, "$group_id"));
+		if (!gk || !gk[0])
+			return ingest_fail(res, index, rec, "$group_key", "'$group_key' must be a non-empty string");
+		if (!gid || !gid[0])
+			return ingest_fail(res, index, rec, "$group_id", "'$group_id' must be a non-empty string or number");
+		if (strlen(gk) > INGEST_MAX_STRING || strlen(gid) > INGEST_MAX_STRING)
+			return ingest_fail(res, index, rec, "$group_id", "'$group_key'/'$group_id' longer than 255 bytes");
+	} else {
+		did = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(rec, "$distinct_id"));
+		if (!did || !did[0])
+			return ingest_fail(res, index, rec, "$distinct_id", "'$distinct_id' must be a non-empty string");
+		if (strlen(did) > INGEST_MAX_STRING)
+			return ingest_fail(res, index, rec, "$distinct_id", "'$distinct_id' is longer than 255 bytes");
+		if (opts->strict && ingest_blocked_id(did))
+			return ingest_fail(res, index, rec, "$distinct_id",
+					   "'$distinct_id' is invalid: '%.60s' is a blocked value", did);
+	}
+	for (i = 0; ingest_ops[i]; i++)
+		if (cJSON_GetObjectItemCaseSensitive(rec, ingest_ops[i]))
+			has_op = 1;
+	if (!has_op)
+		return ingest_fail(res, index, rec, "$set", "no profile operation in update");
+	if (grp && cJSON_GetObjectItemCaseSensitive(rec, "$append") &&
+	    !cJSON_GetObjectItemCaseSensitive(rec, "$set") && !cJSON_GetObjectItemCaseSensitive(rec, "$set_once") &&
+	    !cJSON_GetObjectItemCaseSensitive(rec, "$unset") && !cJSON_GetObjectItemCaseSensitive(rec, "$remove") &&
+	    !cJSON_GetObjectItemCaseSensitive(rec, "$union") && !cJSON_GetObjectItemCaseSensitive(rec, "$delete") &&
+	    !cJSON_GetObjectItemCaseSensitive(rec, "$add"))
+		return ingest_fail(res, index, rec, "$append", "$append is not supported for group profiles");
+	u = &res->batch.updates[res->batch.n_updates++];
+	memset(u, 0, sizeof *u);
+	u->kind = grp ? PROFILE_GROUP : PROFILE_USER;
+	u->distinct_id = did;
+	u->group_key = gk;
+	u->group_id = gid;
+	u->update = rec;
+	res->n_valid++;
+	return MP_OK;
+}
+
+/* ---------- entry points ---------- */
+
+enum mp_err ingest_prepare(cJSON *records, const struct ingest_opts *opts, struct ingest_result *res)
+{
+	size_t n = (size_t)cJSON_GetArraySize(records), i = 0;
+	int events = opts->endpoint == INGEST_TRACK || opts->endpoint == INGEST_IMPORT;
+	cJSON *rec;
+	enum mp_err rc;
+
+	memset(res, 0, sizeof *res);
+	res->records_ = records;
+	res->n_records = n;
+	res->batch.recv_ms = opts->now_ms;
+	res->project = opts->project;
+	if (n > (size_t)opts->cfg->max_events_per_request) {
+		snprintf(res->first_error, sizeof res->first_error,
+			 "too many records in one request: %zu (the limit is %d)", n,
+			 opts->cfg->max_events_per_request);
+		return MP_E_TOOBIG;
+	}
+	if (!n)
+		return MP_OK;
+	if (!(res->failures = calloc(n, sizeof *res->failures)))
+		return MP_E_NOMEM;
+	if (events)
+		res->batch.events = calloc(n, sizeof *res->batch.events);
+	else
+		res->batch.updates = calloc(n, sizeof *res->batch.updates);
+	if (!res->batch.events && !res->batch.updates)
+		return MP_E_NOMEM;
+	cJSON_ArrayForEach(rec, records) {
+		rc = events ? ingest_event(res, opts, rec, i) : ingest_update(res, opts, rec, i);
+		if (rc != MP_OK)
+			return rc;
+		i++;
+	}
+	return MP_OK;
+}
+
+void ingest_result_free(struct ingest_result *res)
+{
+	size_t i;
+
+	if (!res)
+		return;
+	for (i = 0; i < res->n_failures; i++) {
+		free(res->failures[i].insert_id);
+		free(res->failures[i].distinct_id);
+	}
+	free(res->failures);
+	free(res->batch.events);
+	free(res->batch.updates);
+	for (i = 0; i < res->n_strings_; i++)
+		free(res->strings_[i]);
+	free(res->strings_);
+	cJSON_Delete(res->records_);
+	memset(res, 0, sizeof *res);
+}

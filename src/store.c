@@ -1,0 +1,1330 @@
+/*
+ * store.c - per-project SQLite shards, group-commit writer, export reader.
+ *
+ * What it keeps: events in time-partitioned shard files, profiles and group
+ * profiles in meta.db (layout in include/store.h and docs/STORAGE.md).
+ *
+ * Invariants:
+ *   1. Exactly one thread writes a project's files: its writer thread.  All
+ *      shard handles, dict caches and prepared statements in struct shard and
+ *      the meta statements are touched by that thread only (after open).
+ *   2. A batch's done() runs only after every file it touched has committed,
+ *      or after it was rolled back (rc != MP_OK).
+ *   3. A dict cache entry exists only for an id that is in the shard's dict
+ *      table in the current transaction; on rollback the cache is cleared.
+ *   4. Readers (export) use their own read-only connections and never see
+ *      uncommitted data (WAL snapshot isolation).
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "propcodec.h"
+#include "schema.h"
+
+#define STORE_MAX_OPEN_SHARDS 24
+#define STORE_DICT_CACHE_MAX (1u << 20)
+
+/* ---------- string -> id cache (open addressing, power-of-two) ---------- */
+
+struct strmap_ent {
+	char *s;
+	uint32_t len;
+	uint32_t hash;
+	int64_t id;
+};
+
+struct strmap {
+	struct strmap_ent *ents;
+	size_t cap;   /* power of two or 0 */
+	size_t n;
+};
+
+static uint64_t store_hash64(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *s = p;
+	size_t i;
+
+	/* FNV-1a, then a final avalanche (splitmix64) */
+	for (i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 30; h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27; h *= 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h;
+}
+
+static void strmap_clear(struct strmap *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->cap; i++)
+		free(m->ents[i].s);
+	free(m->ents);
+	m->ents = NULL;
+	m->cap = m->n = 0;
+}
+
+static int64_t strmap_get(const struct strmap *m, const char *s, size_t n, uint32_t h)
+{
+	size_t i;
+
+	if (!m->cap)
+		return 0;
+	for (i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		const struct strmap_ent *e = &m->ents[i];
+
+		if (!e->s)
+			return 0;
+		if (e->hash == h && e->len == n && memcmp(e->s, s, n) == 0)
+			return e->id;
+	}
+}
+
+static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_t h, int64_t id)
+{
+	size_t i;
+
+	if (m->n >= STORE_DICT_CACHE_MAX)
+		strmap_clear(m);
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 1024, j;
+		struct strmap_ent *ne = calloc(ncap, sizeof *ne);
+
+		if (!ne)
+			return MP_E_NOMEM;
+		for (j = 0; j < m->cap; j++) {
+			struct strmap_ent *e = &m->ents[j];
+
+			if (!e->s)
+				continue;
+			for (i = e->hash & (ncap - 1); ne[i].s; i = (i + 1) & (ncap - 1))
+				;
+			ne[i] = *e;
+		}
+		free(m->ents);
+		m->ents = ne;
+		m->cap = ncap;
+	}
+	for (i = h & (m->cap - 1); m->ents[i].s; i = (i + 1) & (m->cap - 1))
+		;
+	m->ents[i].s = malloc(n + 1);
+	if (!m->ents[i].s)
+		return MP_E_NOMEM;
+	memcpy(m->ents[i].s, s, n);
+	m->ents[i].s[n] = '\0';
+	m->ents[i].len = (uint32_t)n;
+	m->ents[i].hash = h;
+	m->ents[i].id = id;
+	m->n++;
+	return MP_OK;
+}
+
+/* ---------- structures ---------- */
+
+struct shard {
+	char key[16];             /* "2024-05" or "2024-05-17" */
+	sqlite3 *db;
+	sqlite3_stmt *st_ins, *st_dup_find, *st_dup_upd, *st_dict_find, *st_dict_ins, *st_stat;
+	struct strmap dict;
+	int64_t next_seq;
+	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
+	int in_tx;
+	int64_t added;            /* events added in the open transaction */
+	uint64_t last_use;
+};
+
+struct store_project {
+	struct store *st;
+	const struct config_project *cfg;
+	char *dir;
+	sqlite3 *meta;
+	sqlite3_stmt *st_prof_get, *st_prof_put, *st_prof_del;
+	sqlite3_stmt *st_grp_get, *st_grp_put, *st_grp_del;
+	int meta_in_tx;
+	struct shard *shards[STORE_MAX_OPEN_SHARDS];
+	size_t n_shards;
+	uint64_t use_clock;
+	struct buf enc;           /* writer scratch for property records */
+
+	pthread_t writer;
+	int writer_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct store_batch *q_head, *q_tail;
+	int stopping;
+	int64_t n_events;         /* guarded by mu */
+};
+
+struct store {
+	const struct config *cfg;
+	struct store_project *projects;
+	size_t n_projects;
+};
+
+/* ---------- helpers ---------- */
+
+static enum mp_err store_sqlite_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL: case SQLITE_READONLY: case SQLITE_CANTOPEN: case SQLITE_IOERR:
+	case SQLITE_PERM:
+		return MP_E_FULL;
+	case SQLITE_NOMEM:
+		return MP_E_NOMEM;
+	default:
+		return MP_E_STORE;
+	}
+}
+
+static enum mp_err store_exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		log_error("sqlite: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return store_sqlite_err(rc);
+	}
+	return MP_OK;
+}
+
+static enum mp_err store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+
+	if (rc != SQLITE_OK) {
+		log_error("sqlite prepare: %s: %s", sql, sqlite3_errmsg(db));
+		return store_sqlite_err(rc);
+	}
+	return MP_OK;
+}
+
+/* Open a database file, set WAL and sync mode, apply KIND's migrations. */
+static enum mp_err store_db_open(const char *path, const char *kind, enum config_sync sync,
+				 int readonly, sqlite3 **out)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc, version = 0;
+	unsigned i;
+	enum mp_err err = MP_OK;
+	char sql[64];
+
+	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("open %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		err = store_sqlite_err(rc);
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (readonly)
+		goto out;
+	if ((err = store_exec(db, "PRAGMA journal_mode=WAL")) != MP_OK)
+		goto out;
+	if ((err = store_exec(db, sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL"
+							  : "PRAGMA synchronous=NORMAL")) != MP_OK)
+		goto out;
+	if ((err = store_exec(db, "PRAGMA cache_size=-16384")) != MP_OK)
+		goto out;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		err = MP_E_STORE;
+		goto out;
+	}
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	for (i = 0; i < schema_n_migrations; i++) {
+		const struct schema_migration *m = &schema_migrations[i];
+
+		if (strcmp(m->kind, kind) != 0 || (int)m->version <= version)
+			continue;
+		if ((err = store_exec(db, "BEGIN IMMEDIATE")) != MP_OK)
+			goto out;
+		snprintf(sql, sizeof sql, "PRAGMA user_version=%u", m->version);
+		if ((err = store_exec(db, m->sql)) != MP_OK || (err = store_exec(db, sql)) != MP_OK) {
+			log_error("%s: migration %s/%s failed", path, kind, m->file);
+			store_exec(db, "ROLLBACK");
+			goto out;
+		}
+		if ((err = store_exec(db, "COMMIT")) != MP_OK)
+			goto out;
+		log_info("%s: applied migration %s/%s", path, kind, m->file);
+	}
+out:
+	sqlite3_finalize(st);
+	if (err != MP_OK) {
+		sqlite3_close(db);
+		db = NULL;
+	}
+	*out = db;
+	return err;
+}
+
+/* Shard key of a UTC time; the key orders like the time. */
+static void store_shard_key(int64_t t_ms, enum config_shard_period period, char key[16])
+{
+	time_t secs = (time_t)(t_ms >= 0 ? t_ms / 1000 : (t_ms - 999) / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	/* times are validated to lie in 1971..9999 before they reach the store */
+	strftime(key, 16, period == CONFIG_SHARD_DAY ? "%Y-%m-%d" : "%Y-%m", &tm);
+}
+
+/* Time range [from, to) in ms of a shard key; returns 0 if KEY is no shard key. */
+static int store_shard_range(const char *key, int64_t *from, int64_t *to)
+{
+	struct tm tm;
+	int y, mo, d = 0;
+	char tail;
+
+	memset(&tm, 0, sizeof tm);
+	if (sscanf(key, "%4d-%2d-%2d%c", &y, &mo, &d, &tail) == 3) {
+		tm.tm_year = y - 1900; tm.tm_mon = mo - 1; tm.tm_mday = d;
+		*from = (int64_t)timegm(&tm) * 1000;
+		tm.tm_mday++;
+	} else if (sscanf(key, "%4d-%2d%c", &y, &mo, &tail) == 2) {
+		tm.tm_year = y - 1900; tm.tm_mon = mo - 1; tm.tm_mday = 1;
+		*from = (int64_t)timegm(&tm) * 1000;
+		tm.tm_mon++;
+	} else {
+		return 0;
+	}
+	if (mo < 1 || mo > 12 || (d && (d < 1 || d > 31)))
+		return 0;
+	*to = (int64_t)timegm(&tm) * 1000;
+	return 1;
+}
+
+/* ---------- shard handles (writer thread only) ---------- */
+
+static void shard_close(struct shard *sh)
+{
+	if (!sh)
+		return;
+	sqlite3_finalize(sh->st_ins);
+	sqlite3_finalize(sh->st_dup_find);
+	sqlite3_finalize(sh->st_dup_upd);
+	sqlite3_finalize(sh->st_dict_find);
+	sqlite3_finalize(sh->st_dict_ins);
+	sqlite3_finalize(sh->st_stat);
+	strmap_clear(&sh->dict);
+	if (sqlite3_close(sh->db) != SQLITE_OK)
+		log_error("shard %s: close failed", sh->key);
+	free(sh);
+}
+
+static enum mp_err shard_open(struct store_project *sp, const char *key, struct shard **out)
+{
+	struct shard *sh = calloc(1, sizeof *sh);
+	sqlite3_stmt *st = NULL;
+	char path[4096];
+	enum mp_err rc;
+
+	if (!sh)
+		return MP_E_NOMEM;
+	snprintf(sh->key, sizeof sh->key, "%s", key);
+	snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
+	if ((rc = store_db_open(path, "shard", sp->st->cfg->sync, 0, &sh->db)) != MP_OK)
+		goto fail;
+	if ((rc = store_prepare(sh->db, "INSERT INTO events(t,seq,e,d,k,r,p) VALUES(?,?,?,?,?,?,?)", &sh->st_ins)) ||
+	    (rc = store_prepare(sh->db, "SELECT t,seq,e,d,p FROM events WHERE k=?", &sh->st_dup_find)) ||
+	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE t=? AND seq=?", &sh->st_dup_upd)) ||
+	    (rc = store_prepare(sh->db, "SELECT id FROM dict WHERE s=?", &sh->st_dict_find)) ||
+	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
+	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+? WHERE name='events'", &sh->st_stat)))
+		goto fail;
+	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(seq),0)+1 FROM events", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		rc = MP_E_STORE;
+		goto fail;
+	}
+	sh->next_seq = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	*out = sh;
+	return MP_OK;
+fail:
+	sqlite3_finalize(st);
+	shard_close(sh);
+	return rc;
+}
+
+/* The shard for time T, opened (and its transaction begun) on demand. */
+static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struct shard **out)
+{
+	char key[16];
+	size_t i, victim = SIZE_MAX;
+	struct shard *sh = NULL;
+	enum mp_err rc;
+
+	store_shard_key(t_ms, sp->st->cfg->shard_period, key);
+	for (i = 0; i < sp->n_shards; i++) {
+		if (strcmp(sp->shards[i]->key, key) == 0) {
+			sh = sp->shards[i];
+			break;
+		}
+	}
+	if (!sh) {
+		if (sp->n_shards == STORE_MAX_OPEN_SHARDS) {
+			/* evict the least recently used shard that is not in a transaction */
+			for (i = 0; i < sp->n_shards; i++)
+				if (!sp->shards[i]->in_tx &&
+				    (victim == SIZE_MAX || sp->shards[i]->last_use < sp->shards[victim]->last_use))
+					victim = i;
+			if (victim == SIZE_MAX)
+				return MP_E_BUSY; /* a group spans more shards than we keep open */
+			shard_close(sp->shards[victim]);
+			sp->shards[victim] = sp->shards[--sp->n_shards];
+		}
+		if ((rc = shard_open(sp, key, &sh)) != MP_OK)
+			return rc;
+		sp->shards[sp->n_shards++] = sh;
+	}
+	sh->last_use = ++sp->use_clock;
+	if (!sh->in_tx) {
+		if ((rc = store_exec(sh->db, "BEGIN IMMEDIATE")) != MP_OK)
+			return rc;
+		sh->in_tx = 1;
+		sh->added = 0;
+	}
+	*out = sh;
+	return MP_OK;
+}
+
+static int64_t shard_intern(void *ctx, const char *s, size_t n)
+{
+	struct shard *sh = ctx;
+	uint32_t h = (uint32_t)store_hash64(s, n, 0xcbf29ce484222325ULL);
+	int64_t id = strmap_get(&sh->dict, s, n, h);
+	int rc;
+
+	if (id > 0)
+		return id;
+	sqlite3_bind_text(sh->st_dict_find, 1, s, (int)n, SQLITE_STATIC);
+	rc = sqlite3_step(sh->st_dict_find);
+	if (rc == SQLITE_ROW) {
+		id = sqlite3_column_int64(sh->st_dict_find, 0);
+	} else if (rc == SQLITE_DONE) {
+		sqlite3_bind_text(sh->st_dict_ins, 1, s, (int)n, SQLITE_STATIC);
+		rc = sqlite3_step(sh->st_dict_ins);
+		sqlite3_reset(sh->st_dict_ins);
+		if (rc != SQLITE_DONE) {
+			sqlite3_reset(sh->st_dict_find);
+			return -(int64_t)store_sqlite_err(rc);
+		}
+		id = sqlite3_last_insert_rowid(sh->db);
+	} else {
+		sqlite3_reset(sh->st_dict_find);
+		return -(int64_t)store_sqlite_err(rc);
+	}
+	sqlite3_reset(sh->st_dict_find);
+	if (strmap_put(&sh->dict, s, n, h, id) != MP_OK)
+		return -(int64_t)MP_E_NOMEM;
+	return id;
+}
+
+/* ---------- applying one batch (writer thread) ---------- */
+
+static const char *const store_skip_keys[] = { "token", "time", "distinct_id", NULL };
+
+/* If an event with the same dedup key is stored, replace its properties and
+ * return 1; return 0 if none, or a negative enum mp_err. */
+static int store_dedup_replace(struct shard *sh, int64_t k, const struct store_event *ev,
+			       int64_t e_id, int64_t d_id, const struct buf *enc, int64_t recv_ms)
+{
+	int rc, found = 0;
+	size_t il = strlen(ev->insert_id);
+
+	sqlite3_bind_int64(sh->st_dup_find, 1, k);
+	while ((rc = sqlite3_step(sh->st_dup_find)) == SQLITE_ROW) {
+		const unsigned char *p = sqlite3_column_blob(sh->st_dup_find, 4), *v, *ve;
+		size_t pn = (size_t)sqlite3_column_bytes(sh->st_dup_find, 4);
+		uint64_t len;
+		const unsigned char *s;
+
+		if (sqlite3_column_int64(sh->st_dup_find, 0) != ev->time_ms ||
+		    sqlite3_column_int64(sh->st_dup_find, 2) != e_id ||
+		    sqlite3_column_int64(sh->st_dup_find, 3) != d_id)
+			continue;
+		if (pc_find(p, pn, sh->insert_id_key, &v, &ve) != 1 || *v != PC_STR)
+			continue;
+		s = pc_varint(v + 1, ve, &len);
+		if (!s || len != il || memcmp(s, ev->insert_id, il) != 0)
+			continue;
+		{
+			int64_t t = sqlite3_column_int64(sh->st_dup_find, 0);
+			int64_t seq = sqlite3_column_int64(sh->st_dup_find, 1);
+
+			sqlite3_reset(sh->st_dup_find);
+			sqlite3_bind_blob(sh->st_dup_upd, 1, enc->data, (int)enc->len, SQLITE_STATIC);
+			sqlite3_bind_int64(sh->st_dup_upd, 2, recv_ms);
+			sqlite3_bind_int64(sh->st_dup_upd, 3, t);
+			sqlite3_bind_int64(sh->st_dup_upd, 4, seq);
+			rc = sqlite3_step(sh->st_dup_upd);
+			sqlite3_reset(sh->st_dup_upd);
+			if (rc != SQLITE_DONE)
+				return -(int)store_sqlite_err(rc);
+			found = 1;
+		}
+		return found;
+	}
+	sqlite3_reset(sh->st_dup_find);
+	if (rc != SQLITE_DONE)
+		return -(int)store_sqlite_err(rc);
+	return 0;
+}
+
+static enum mp_err store_apply_event(struct store_project *sp, struct store_batch *b,
+				     const struct store_event *ev)
+{
+	struct shard *sh;
+	enum mp_err rc;
+	int64_t e_id, d_id, k = 0;
+	int r;
+
+	if ((rc = store_shard_for(sp, ev->time_ms, &sh)) != MP_OK)
+		return rc;
+	e_id = shard_intern(sh, ev->name, strlen(ev->name));
+	if (e_id < 0)
+		return (enum mp_err)(-e_id);
+	d_id = shard_intern(sh, ev->distinct_id, strlen(ev->distinct_id));
+	if (d_id < 0)
+		return (enum mp_err)(-d_id);
+	buf_reset(&sp->enc);
+	rc = pc_encode(ev->props, store_skip_keys, "$insert_id", shard_intern, sh, &sp->enc);
+	if (rc != MP_OK)
+		return rc;
+	if (ev->insert_id) {
+		int64_t t = ev->time_ms;
+
+		if (!sh->insert_id_key) {
+			int64_t id = shard_intern(sh, "$insert_id", 10);
+
+			if (id < 0)
+				return (enum mp_err)(-id);
+			sh->insert_id_key = id;
+		}
+		k = (int64_t)store_hash64(ev->insert_id, strlen(ev->insert_id),
+					  store_hash64(&t, sizeof t,
+						       (uint64_t)e_id * 0x9E3779B97F4A7C15ULL ^ (uint64_t)d_id));
+		r = store_dedup_replace(sh, k, ev, e_id, d_id, &sp->enc, b->recv_ms);
+		if (r < 0)
+			return (enum mp_err)(-r);
+		if (r == 1) {
+			b->n_dup++;
+			return MP_OK;
+		}
+	}
+	sqlite3_bind_int64(sh->st_ins, 1, ev->time_ms);
+	sqlite3_bind_int64(sh->st_ins, 2, sh->next_seq);
+	sqlite3_bind_int64(sh->st_ins, 3, e_id);
+	sqlite3_bind_int64(sh->st_ins, 4, d_id);
+	if (ev->insert_id)
+		sqlite3_bind_int64(sh->st_ins, 5, k);
+	else
+		sqlite3_bind_null(sh->st_ins, 5);
+	sqlite3_bind_int64(sh->st_ins, 6, b->recv_ms);
+	sqlite3_bind_blob(sh->st_ins, 7, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
+	r = sqlite3_step(sh->st_ins);
+	sqlite3_reset(sh->st_ins);
+	if (r != SQLITE_DONE) {
+		log_error("shard %s: insert: %s", sh->key, sqlite3_errmsg(sh->db));
+		return store_sqlite_err(r);
+	}
+	sh->next_seq++;
+	sh->added++;
+	b->n_new++;
+	return MP_OK;
+}
+
+static enum mp_err store_meta_begin(struct store_project *sp)
+{
+	enum mp_err rc;
+
+	if (sp->meta_in_tx)
+		return MP_OK;
+	if ((rc = store_exec(sp->meta, "BEGIN IMMEDIATE")) != MP_OK)
+		return rc;
+	sp->meta_in_tx = 1;
+	return MP_OK;
+}
+
+static void store_bind_update_key(sqlite3_stmt *st, const struct store_update *u)
+{
+	if (u->kind == PROFILE_GROUP) {
+		sqlite3_bind_text(st, 1, u->group_key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, u->group_id, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_text(st, 1, u->distinct_id, -1, SQLITE_STATIC);
+	}
+}
+
+static enum mp_err store_apply_update(struct store_project *sp, struct store_batch *b,
+				      struct store_update *u)
+{
+	int grp = u->kind == PROFILE_GROUP;
+	sqlite3_stmt *get = grp ? sp->st_grp_get : sp->st_prof_get;
+	sqlite3_stmt *put = grp ? sp->st_grp_put : sp->st_prof_put;
+	sqlite3_stmt *del = grp ? sp->st_grp_del : sp->st_prof_del;
+	int nkey = grp ? 2 : 1, r;
+	cJSON *prof = NULL;
+	char *text = NULL;
+	enum mp_err rc;
+
+	if ((rc = store_meta_begin(sp)) != MP_OK)
+		return rc;
+	store_bind_update_key(get, u);
+	r = sqlite3_step(get);
+	if (r == SQLITE_ROW)
+		prof = cJSON_Parse((const char *)sqlite3_column_text(get, 0));
+	sqlite3_reset(get);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return store_sqlite_err(r);
+	if (!prof && !(prof = cJSON_CreateObject()))
+		return MP_E_NOMEM;
+	rc = profile_apply(prof, u->update, u->kind, b->recv_ms, &u->out);
+	if (rc == MP_E_INVALID) {
+		/* nothing to apply: the caller already counted the record as invalid */
+		cJSON_Delete(prof);
+		return MP_OK;
+	}
+	if (rc != MP_OK)
+		goto out;
+	if (u->out.deleted) {
+		store_bind_update_key(del, u);
+		r = sqlite3_step(del);
+		sqlite3_reset(del);
+	} else {
+		if (!(text = cJSON_PrintUnformatted(prof))) {
+			rc = MP_E_NOMEM;
+			goto out;
+		}
+		store_bind_update_key(put, u);
+		sqlite3_bind_text(put, nkey + 1, text, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(put, nkey + 2, b->recv_ms);
+		r = sqlite3_step(put);
+		sqlite3_reset(put);
+	}
+	if (r != SQLITE_DONE)
+		rc = store_sqlite_err(r);
+out:
+	cJSON_free(text);
+	cJSON_Delete(prof);
+	return rc;
+}
+
+static enum mp_err store_apply_batch(struct store_project *sp, struct store_batch *b)
+{
+	size_t i;
+	enum mp_err rc;
+
+	b->n_new = b->n_dup = 0;
+	for (i = 0; i < b->n_events; i++)
+		if ((rc = store_apply_event(sp, b, &b->events[i])) != MP_OK)
+			return rc;
+	for (i = 0; i < b->n_updates; i++)
+		if ((rc = store_apply_update(sp, b, &b->updates[i])) != MP_OK)
+			return rc;
+	return MP_OK;
+}
+
+static void store_rollback_all(struct store_project *sp)
+{
+	size_t i;
+
+	for (i = 0; i < sp->n_shards; i++) {
+		struct shard *sh = sp->shards[i];
+
+		if (!sh->in_tx)
+			continue;
+		store_exec(sh->db, "ROLLBACK");
+		sh->in_tx = 0;
+		strmap_clear(&sh->dict);   /* invariant 3 */
+		sh->insert_id_key = 0;
+		sh->next_seq = 0;          /* re-read on next open */
+	}
+	/* reopen shards whose seq counter we reset, lazily: close them now */
+	for (i = 0; i < sp->n_shards;) {
+		if (sp->shards[i]->next_seq == 0) {
+			shard_close(sp->shards[i]);
+			sp->shards[i] = sp->shards[--sp->n_shards];
+		} else {
+			i++;
+		}
+	}
+	if (sp->meta_in_tx) {
+		store_exec(sp->meta, "ROLLBACK");
+		sp->meta_in_tx = 0;
+	}
+}
+
+/* Commit every open transaction.  Returns the first failure. */
+static enum mp_err store_commit_all(struct store_project *sp, int64_t *added)
+{
+	enum mp_err rc = MP_OK, r;
+	size_t i;
+
+	*added = 0;
+	for (i = 0; i < sp->n_shards; i++) {
+		struct shard *sh = sp->shards[i];
+		int s;
+
+		if (!sh->in_tx)
+			continue;
+		sqlite3_bind_int64(sh->st_stat, 1, sh->added);
+		s = sqlite3_step(sh->st_stat);
+		sqlite3_reset(sh->st_stat);
+		if (s != SQLITE_DONE) {
+			rc = store_sqlite_err(s);
+			break;
+		}
+		if ((r = store_exec(sh->db, "COMMIT")) != MP_OK) {
+			rc = r;
+			break;
+		}
+		sh->in_tx = 0;
+		*added += sh->added;
+	}
+	if (rc == MP_OK && sp->meta_in_tx) {
+		if ((rc = store_exec(sp->meta, "COMMIT")) == MP_OK)
+			sp->meta_in_tx = 0;
+	}
+	if (rc != MP_OK)
+		store_rollback_all(sp);
+	return rc;
+}
+
+static void store_fail(struct store_batch *b, enum mp_err rc)
+{
+	b->rc = rc;
+	b->n_new = b->n_dup = 0;
+	snprintf(b->err, sizeof b->err, "%s", rc == MP_E_FULL
+		 ? "storage unavailable (disk full or data directory not writable)"
+		 : mp_strerror(rc));
+}
+
+/* Apply and commit GROUP (a list).  A batch that fails to apply is failed
+ * alone and the rest are applied again without it. */
+static void store_commit_group(struct store_project *sp, struct store_batch *group)
+{
+	struct store_batch *b;
+	enum mp_err rc;
+	int64_t added = 0;
+
+	for (;;) {
+		struct store_batch *bad = NULL;
+
+		for (b = group; b; b = b->next_) {
+			if (b->rc != MP_OK)
+				continue;
+			if ((rc = store_apply_batch(sp, b)) != MP_OK) {
+				bad = b;
+				break;
+			}
+		}
+		if (!bad)
+			break;
+		store_rollback_all(sp);
+		store_fail(bad, rc);
+		log_error("project %s: batch rolled back: %s", sp->cfg->name, mp_strerror(rc));
+	}
+	rc = store_commit_all(sp, &added);
+	if (rc != MP_OK) {
+		log_error("project %s: commit failed: %s", sp->cfg->name, mp_strerror(rc));
+		for (b = group; b; b = b->next_)
+			if (b->rc == MP_OK)
+				store_fail(b, rc);
+	} else {
+		pthread_mutex_lock(&sp->mu);
+		sp->n_events += added;
+		pthread_mutex_unlock(&sp->mu);
+	}
+}
+
+static void *store_writer_main(void *arg)
+{
+	struct store_project *sp = arg;
+
+	for (;;) {
+		struct store_batch *group, *b, *next;
+
+		pthread_mutex_lock(&sp->mu);
+		while (!sp->q_head && !sp->stopping)
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		group = sp->q_head;
+		sp->q_head = sp->q_tail = NULL;
+		if (!group && sp->stopping) {
+			pthread_mutex_unlock(&sp->mu);
+			break;
+		}
+		pthread_mutex_unlock(&sp->mu);
+
+		for (b = group; b; b = b->next_)
+			b->rc = MP_OK;
+		store_commit_group(sp, group);
+		for (b = group; b; b = next) {
+			next = b->next_;
+			b->next_ = NULL;
+			if (b->done)
+				b->done(b, b->arg);
+		}
+	}
+	return NULL;
+}
+
+/* ---------- open / close ---------- */
+
+static enum mp_err store_mkdir(const char *path, char *err, size_t errlen)
+{
+	if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return MP_E_IO;
+	}
+	return MP_OK;
+}
+
+static int64_t store_count_events(struct store_project *sp)
+{
+	DIR *d = opendir(sp->dir);
+	struct dirent *de;
+	int64_t total = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char path[4096], key[32];
+		int64_t a, z;
+		sqlite3 *db;
+		sqlite3_stmt *st;
+		size_t n = strlen(de->d_name);
+
+		if (n < 11 || strncmp(de->d_name, "events-", 7) != 0 || strcmp(de->d_name + n - 3, ".db") != 0 ||
+		    n - 10 >= sizeof key)
+			continue;
+		memcpy(key, de->d_name + 7, n - 10);
+		key[n - 10] = '\0';
+		if (!store_shard_range(key, &a, &z))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", sp->dir, de->d_name);
+		if (store_db_open(path, "shard", CONFIG_SYNC_NORMAL, 1, &db) != MP_OK)
+			continue;
+		if (sqlite3_prepare_v2(db, "SELECT value FROM stats WHERE name='events'", -1, &st, NULL) == SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				total += sqlite3_column_int64(st, 0);
+			sqlite3_finalize(st);
+		}
+		sqlite3_close(db);
+	}
+	closedir(d);
+	return total;
+}
+
+static enum mp_err store_project_open(struct store *st, struct store_project *sp,
+				      const struct config_project *cp, char *err, size_t errlen)
+{
+	size_t n = strlen(st->cfg->data_dir) + strlen(cp->name) + 2;
+	char path[4096];
+	enum mp_err rc;
+
+	sp->st = st;
+	sp->cfg = cp;
+	buf_init(&sp->enc, (size_t)64 << 20);
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->cv, NULL);
+	if (!(sp->dir = malloc(n)))
+		return MP_E_NOMEM;
+	snprintf(sp->dir, n, "%s/%s", st->cfg->data_dir, cp->name);
+	if ((rc = store_mkdir(sp->dir, err, errlen)) != MP_OK)
+		return rc;
+	snprintf(path, sizeof path, "%s/meta.db", sp->dir);
+	if ((rc = store_db_open(path, "meta", st->cfg->sync, 0, &sp->meta)) != MP_OK) {
+		snprintf(err, errlen, "cannot open %s: %s", path, mp_strerror(rc));
+		return rc;
+	}
+	if ((rc = store_prepare(sp->meta, "SELECT props FROM profiles WHERE distinct_id=?", &sp->st_prof_get)) ||
+	    (rc = store_prepare(sp->meta, "INSERT OR REPLACE INTO profiles(distinct_id,props,updated_ms) VALUES(?,?,?)", &sp->st_prof_put)) ||
+	    (rc = store_prepare(sp->meta, "DELETE FROM profiles WHERE distinct_id=?", &sp->st_prof_del)) ||
+	    (rc = store_prepare(sp->meta, "SELECT props FROM group_profiles WHERE group_key=? AND group_id=?", &sp->st_grp_get)) ||
+	    (rc = store_prepare(sp->meta, "INSERT OR REPLACE INTO group_profiles(group_key,group_id,props,updated_ms) VALUES(?,?,?,?)", &sp->st_grp_put)) ||
+	    (rc = store_prepare(sp->meta, "DELETE FROM group_profiles WHERE group_key=? AND group_id=?", &sp->st_grp_del))) {
+		snprintf(err, errlen, "%s: cannot prepare statements", path);
+		return rc;
+	}
+	sp->n_events = store_count_events(sp);
+	if (pthread_create(&sp->writer, NULL, store_writer_main, sp) != 0) {
+		snprintf(err, errlen, "cannot start writer thread");
+		return MP_E_NOMEM;
+	}
+	sp->writer_started = 1;
+	log_info("project %s (id %ld): %s, %lld events", cp->name, cp->id, sp->dir, (long long)sp->n_events);
+	return MP_OK;
+}
+
+enum mp_err store_open(const struct config *cfg, struct store **out, char *err, size_t errlen)
+{
+	struct store *st = calloc(1, sizeof *st);
+	enum mp_err rc;
+	size_t i;
+
+	if (!st)
+		return MP_E_NOMEM;
+	st->cfg = cfg;
+	sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+	if ((rc = store_mkdir(cfg->data_dir, err, errlen)) != MP_OK)
+		goto fail;
+	st->projects = calloc(cfg->n_projects, sizeof *st->projects);
+	if (!st->projects) {
+		rc = MP_E_NOMEM;
+		goto fail;
+	}
+	for (i = 0; i < cfg->n_projects; i++) {
+		st->n_projects++;
+		if ((rc = store_project_open(st, &st->projects[i], &cfg->projects[i], err, errlen)) != MP_OK)
+			goto fail;
+	}
+	*out = st;
+	return MP_OK;
+fail:
+	store_close(st);
+	return rc;
+}
+
+static void store_project_close(struct store_project *sp)
+{
+	size_t i;
+
+	if (sp->writer_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stopping = 1;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->writer, NULL);
+	}
+	for (i = 0; i < sp->n_shards; i++)
+		shard_close(sp->shards[i]);
+	sqlite3_finalize(sp->st_prof_get);
+	sqlite3_finalize(sp->st_prof_put);
+	sqlite3_finalize(sp->st_prof_del);
+	sqlite3_finalize(sp->st_grp_get);
+	sqlite3_finalize(sp->st_grp_put);
+	sqlite3_finalize(sp->st_grp_del);
+	if (sp->meta)
+		sqlite3_close(sp->meta);
+	buf_free(&sp->enc);
+	free(sp->dir);
+	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->cv);
+}
+
+void store_close(struct store *st)
+{
+	size_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < st->n_projects; i++)
+		store_project_close(&st->projects[i]);
+	free(st->projects);
+	free(st);
+}
+
+struct store_project *store_project_get(struct store *st, const struct config_project *p)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_projects; i++)
+		if (st->projects[i].cfg == p)
+			return &st->projects[i];
+	return NULL;
+}
+
+enum mp_err store_submit(struct store_project *sp, struct store_batch *b)
+{
+	pthread_mutex_lock(&sp->mu);
+	if (sp->stopping) {
+		pthread_mutex_unlock(&sp->mu);
+		return MP_E_SHUTDOWN;
+	}
+	b->next_ = NULL;
+	b->rc = MP_OK;
+	b->err[0] = '\0';
+	if (sp->q_tail)
+		sp->q_tail->next_ = b;
+	else
+		sp->q_head = b;
+	sp->q_tail = b;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+	return MP_OK;
+}
+
+struct store_waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+};
+
+static void store_write_done(struct store_batch *b, void *arg)
+{
+	struct store_waiter *w = arg;
+
+	(void)b;
+	pthread_mutex_lock(&w->mu);
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+enum mp_err store_write(struct store_project *sp, struct store_batch *b)
+{
+	struct store_waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+	enum mp_err rc;
+
+	b->done = store_write_done;
+	b->arg = &w;
+	if ((rc = store_submit(sp, b)) != MP_OK)
+		return rc;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_mutex_destroy(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	b->done = NULL;
+	return b->rc;
+}
+
+int64_t store_event_count(struct store_project *sp)
+{
+	int64_t n;
+
+	pthread_mutex_lock(&sp->mu);
+	n = sp->n_events;
+	pthread_mutex_unlock(&sp->mu);
+	return n;
+}
+
+/* ---------- profiles (read) ---------- */
+
+char *store_profile_get(struct store_project *sp, enum profile_kind kind,
+			const char *distinct_id, const char *group_key, const char *group_id)
+{
+	char path[4096];
+	sqlite3 *db;
+	sqlite3_stmt *st = NULL;
+	char *res = NULL;
+
+	snprintf(path, sizeof path, "%s/meta.db", sp->dir);
+	if (store_db_open(path, "meta", CONFIG_SYNC_NORMAL, 1, &db) != MP_OK)
+		return NULL;
+	if (kind == PROFILE_GROUP) {
+		if (sqlite3_prepare_v2(db, "SELECT props FROM group_profiles WHERE group_key=? AND group_id=?", -1, &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, group_key, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, group_id, -1, SQLITE_STATIC);
+		}
+	} else if (sqlite3_prepare_v2(db, "SELECT props FROM profiles WHERE distinct_id=?", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, distinct_id, -1, SQLITE_STATIC);
+	}
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		res = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return res;
+}
+
+/* ---------- export ---------- */
+
+struct store_export {
+	struct store_project *sp;
+	int64_t from_ms, to_ms;
+	char **names;
+	size_t n_names;
+	size_t limit, emitted;
+	int time_in_ms;
+	char **keys;            /* shard keys in time order */
+	size_t n_keys, next_key;
+	/* current shard */
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char **dict;            /* id -> string, index 0 unused */
+	size_t *dict_len;
+	size_t n_dict;
+	int64_t iid_key;        /* dict id of "$insert_id" in this shard, 0 if none */
+	char key[16];
+};
+
+static int store_key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void store_export_close_shard(struct store_export *ex)
+{
+	size_t i;
+
+	sqlite3_finalize(ex->st);
+	ex->st = NULL;
+	if (ex->db)
+		sqlite3_close(ex->db);
+	ex->db = NULL;
+	for (i = 0; i < ex->n_dict; i++)
+		free(ex->dict[i]);
+	free(ex->dict);
+	free(ex->dict_len);
+	ex->dict = NULL;
+	ex->dict_len = NULL;
+	ex->n_dict = 0;
+	ex->iid_key = 0;
+}
+
+void store_export_close(struct store_export *ex)
+{
+	size_t i;
+
+	if (!ex)
+		return;
+	store_export_close_shard(ex);
+	for (i = 0; i < ex->n_keys; i++)
+		free(ex->keys[i]);
+	free(ex->keys);
+	for (i = 0; i < ex->n_names; i++)
+		free(ex->names[i]);
+	free(ex->names);
+	free(ex);
+}
+
+enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t to_ms,
+			      const char *const *names, size_t n_names, size_t limit,
+			      int time_in_ms, struct store_export **out)
+{
+	struct store_export *ex = calloc(1, sizeof *ex);
+	DIR *d;
+	struct dirent *de;
+	size_t cap = 0, i;
+
+	if (!ex)
+		return MP_E_NOMEM;
+	ex->sp = sp;
+	ex->from_ms = from_ms;
+	ex->to_ms = to_ms;
+	ex->limit = limit;
+	ex->time_in_ms = time_in_ms;
+	if (n_names) {
+		if (!(ex->names = calloc(n_names, sizeof *ex->names)))
+			goto nomem;
+		for (i = 0; i < n_names; i++) {
+			if (!(ex->names[i] = strdup(names[i])))
+				goto nomem;
+			ex->n_names++;
+		}
+	}
+	if (!(d = opendir(sp->dir)))
+		goto done;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		char key[32];
+		int64_t a, z;
+
+		if (n < 11 || strncmp(de->d_name, "events-", 7) != 0 || strcmp(de->d_name + n - 3, ".db") != 0 ||
+		    n - 10 >= sizeof key)
+			continue;
+		memcpy(key, de->d_name + 7, n - 10);
+		key[n - 10] = '\0';
+		if (!store_shard_range(key, &a, &z) || z <= from_ms || a >= to_ms)
+			continue;
+		if (ex->n_keys == cap) {
+			char **nk = realloc(ex->keys, (cap = cap ? cap * 2 : 16) * sizeof *nk);
+
+			if (!nk) {
+				closedir(d);
+				goto nomem;
+			}
+			ex->keys = nk;
+		}
+		if (!(ex->keys[ex->n_keys] = strdup(key))) {
+			closedir(d);
+			goto nomem;
+		}
+		ex->n_keys++;
+	}
+	closedir(d);
+	qsort(ex->keys, ex->n_keys, sizeof *ex->keys, store_key_cmp);
+done:
+	*out = ex;
+	return MP_OK;
+nomem:
+	store_export_close(ex);
+	return MP_E_NOMEM;
+}
+
+static const char *store_export_lookup(void *ctx, int64_t id, size_t *len)
+{
+	struct store_export *ex = ctx;
+
+	if (id < 1 || (size_t)id >= ex->n_dict || !ex->dict[id])
+		return NULL;
+	*len = ex->dict_len[id];
+	return ex->dict[id];
+}
+
+static enum mp_err store_export_open_shard(struct store_export *ex, const char *key)
+{
+	char path[4096];
+	sqlite3_stmt *st = NULL;
+	struct buf sql;
+	enum mp_err rc;
+	size_t i;
+	int64_t maxid = 0;
+
+	snprintf(ex->key, sizeof ex->key, "%s", key);
+	snprintf(path, sizeof path, "%s/events-%s.db", ex->sp->dir, key);
+	if ((rc = store_db_open(path, "shard", CONFIG_SYNC_NORMAL, 1, &ex->db)) != MP_OK)
+		return rc;
+	/* one read transaction so the dict and the events are one snapshot */
+	if ((rc = store_exec(ex->db, "BEGIN")) != MP_OK)
+		return rc;
+	if (sqlite3_prepare_v2(ex->db, "SELECT coalesce(max(id),0) FROM dict", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return MP_E_STORE;
+	}
+	maxid = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	ex->n_dict = (size_t)maxid + 1;
+	ex->dict = calloc(ex->n_dict, sizeof *ex->dict);
+	ex->dict_len = calloc(ex->n_dict, sizeof *ex->dict_len);
+	if (!ex->dict || !ex->dict_len)
+		return MP_E_NOMEM;
+	if (sqlite3_prepare_v2(ex->db, "SELECT id, s FROM dict", -1, &st, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+
+		if (id < 1 || id > maxid)
+			continue;
+		if (!(ex->dict[id] = malloc(n + 1))) {
+			sqlite3_finalize(st);
+			return MP_E_NOMEM;
+		}
+		memcpy(ex->dict[id], sqlite3_column_text(st, 1), n);
+		ex->dict[id][n] = '\0';
+		ex->dict_len[id] = n;
+		if (n == 10 && memcmp(ex->dict[id], "$insert_id", 10) == 0)
+			ex->iid_key = id;
+	}
+	sqlite3_finalize(st);
+
+	/* placeholders only: names are bound, never pasted */
+	buf_init(&sql, 1 << 20);
+	rc = buf_printf(&sql, "SELECT t, seq, e, d, r, p FROM events WHERE t >= ?1 AND t < ?2");
+	if (rc == MP_OK && ex->n_names) {
+		rc = buf_printf(&sql, " AND e IN (SELECT id FROM dict WHERE s IN (");
+		for (i = 0; rc == MP_OK && i < ex->n_names; i++)
+			rc = buf_printf(&sql, i ? ",?%zu" : "?%zu", i + 3);
+		if (rc == MP_OK)
+			rc = buf_printf(&sql, "))");
+	}
+	if (rc == MP_OK)
+		rc = buf_printf(&sql, " ORDER BY t, seq");
+	if (rc != MP_OK) {
+		buf_free(&sql);
+		return rc;
+	}
+	if (sqlite3_prepare_v2(ex->db, sql.data, -1, &ex->st, NULL) != SQLITE_OK) {
+		log_error("export: %s", sqlite3_errmsg(ex->db));
+		buf_free(&sql);
+		return MP_E_STORE;
+	}
+	buf_free(&sql);
+	sqlite3_bind_int64(ex->st, 1, ex->from_ms);
+	sqlite3_bind_int64(ex->st, 2, ex->to_ms);
+	for (i = 0; i < ex->n_names; i++)
+		sqlite3_bind_text(ex->st, (int)i + 3, ex->names[i], -1, SQLITE_STATIC);
+	return MP_OK;
+}
+
+/* Deterministic $insert_id for events stored without one: stable for the
+ * life of the row (shard key + arrival sequence). */
+static enum mp_err store_export_gen_insert_id(struct buf *out, const char *key, int64_t t, int64_t seq)
+{
+	uint64_t h = store_hash64(key, strlen(key), 0x84222325cbf29ce4ULL);
+
+	h = store_hash64(&t, sizeof t, h);
+	h = store_hash64(&seq, sizeof seq, h);
+	return buf_printf(out, ",\"$insert_id\":\"%016llx%08llx\"", (unsigned long long)h,
+			  (unsigned long long)(seq & 0xffffffffLL));
+}
+
+int store_export_next(struct store_export *ex, struct buf *out)
+{
+	enum mp_err rc;
+
+	for (;;) {
+		int r;
+
+		if (ex->limit && ex->emitted >= ex->limit)
+			return 0;
+		if (!ex->st) {
+			if (ex->next_key >= ex->n_keys)
+				return 0;
+			store_export_close_shard(ex);
+			if ((rc = store_export_open_shard(ex, ex->keys[ex->next_key++])) != MP_OK)
+				return -(int)rc;
+		}
+		r = sqlite3_step(ex->st);
+		if (r == SQLITE_DONE) {
+			store_export_close_shard(ex);
+			continue;
+		}
+		if (r != SQLITE_ROW)
+			return -(int)store_sqlite_err(r);
+		{
+			int64_t t = sqlite3_column_int64(ex->st, 0);
+			int64_t seq = sqlite3_column_int64(ex->st, 1);
+			const char *name, *did;
+			size_t nl, dl;
+			const unsigned char *p = sqlite3_column_blob(ex->st, 5), *v, *ve;
+			size_t pn = (size_t)sqlite3_column_bytes(ex->st, 5);
+			int first = 0, has_iid = 0;
+
+			if (!(name = store_export_lookup(ex, sqlite3_column_int64(ex->st, 2), &nl)) ||
+			    !(did = store_export_lookup(ex, sqlite3_column_int64(ex->st, 3), &dl)))
+				return -(int)MP_E_STORE;
+			if (ex->iid_key)
+				has_iid = pc_find(p, pn, ex->iid_key, &v, &ve) == 1;
+			if ((rc = buf_append(out, "{\"event\":", 9)) != MP_OK ||
+			    (rc = buf_json_str(out, name, nl)) != MP_OK ||
+			    (rc = buf_append(out, ",\"properties\":{\"time\":", 22)) != MP_OK ||
+			    (rc = ex->time_in_ms ? buf_printf(out, "%lld", (long long)t)
+						 : buf_printf(out, "%lld", (long long)(t >= 0 ? t / 1000 : -((-t + 999) / 1000)))) != MP_OK ||
+			    (rc = buf_append(out, ",\"distinct_id\":", 15)) != MP_OK ||
+			    (rc = buf_json_str(out, did, dl)) != MP_OK)
+				return -(int)rc;
+			if (!has_iid && (rc = store_export_gen_insert_id(out, ex->key, t, seq)) != MP_OK)
+				return -(int)rc;
+			if ((rc = pc_to_json(p, pn, store_export_lookup, ex, out, &first)) != MP_OK)
+				return -(int)rc;
+			if ((rc = buf_printf(out, ",\"mp_processing_time_ms\":%lld}}\n",
+					     (long long)sqlite3_column_int64(ex->st, 4))) != MP_OK)
+				return -(int)rc;
+			ex->emitted++;
+			return 1;
+		}
+	}
+}
