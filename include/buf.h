@@ -29,7 +29,19 @@ char *buf_take(struct buf *b, size_t *len);     /* caller frees; never NULL on s
 __attribute__((warn_unused_result))
 enum mp_err buf_append(struct buf *b, const void *p, size_t n);
 __attribute__((warn_unused_result))
-enum mp_err buf_putc(struct buf *b, int c);
+static inline enum mp_err buf_putc(struct buf *b, int c)
+{
+	if (b->len + 1 < b->cap && b->len < b->max) {
+		b->data[b->len++] = (char)c;
+		b->data[b->len] = '\0';
+		return MP_OK;
+	}
+	{
+		char ch = (char)c;
+
+		return buf_append(b, &ch, 1);
+	}
+}
 __attribute__((warn_unused_result))
 enum mp_err buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends S (N bytes) as a JSON string literal with quotes and escapes. */

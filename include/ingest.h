@@ -26,7 +26,9 @@
  *     < 256 keys, lists < 256 items, event JSON < 1 MB; string values are cut
  *     to 255 UTF-8 bytes on a character boundary; invalid UTF-8 is an error
  *     with strict=1 and is repaired (U+FFFD) otherwise;
- *   - `token` and `ip` are not stored; /import adds `$import: true`.
+ *   - `token`, `ip` and `mp_processing_time_ms` are not stored; `time` and
+ *     `distinct_id` are taken out of the properties (the store keeps them in
+ *     the row); /import adds `$import: true`.
  * Profile and group updates (/engage, /groups): object with `$token`
  * (matching a project), `$distinct_id` (engage) or `$group_key` + `$group_id`
  * (groups), and at least one operation; operations are applied by the store
@@ -77,6 +79,7 @@ struct ingest_result {
 	char first_error[192];      /* message of the first failure, "" if none */
 	/* private */
 	cJSON *records_;
+	cJSON *graveyard_;          /* properties taken out of events, kept alive */
 	char **strings_;
 	size_t n_strings_, cap_strings_;
 };

@@ -51,8 +51,9 @@ struct store_event {
 	const char *name;         /* event name, non-empty */
 	const char *distinct_id;  /* "" allowed */
 	const char *insert_id;    /* client $insert_id, or NULL: never deduplicated */
-	const cJSON *props;       /* object of the properties to keep: without token,
-				     time, distinct_id; with $insert_id if sent */
+	const cJSON *props;       /* object of the properties to keep, stored as they
+				     are: without token, time, distinct_id (ingest takes
+				     them out); with $insert_id if sent */
 };
 
 /* One profile or group update (see profile.h). */

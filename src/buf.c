@@ -78,13 +78,6 @@ enum mp_err buf_append(struct buf *b, const void *p, size_t n)
 	return MP_OK;
 }
 
-enum mp_err buf_putc(struct buf *b, int c)
-{
-	char ch = (char)c;
-
-	return buf_append(b, &ch, 1);
-}
-
 enum mp_err buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

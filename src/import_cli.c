@@ -118,7 +118,7 @@ static int import_file(struct import_ctx *c, const char *path)
 	gzFile gz = gzopen(path, "rb");
 	struct buf line;
 	cJSON *batch = NULL;
-	int ch = 0, ret = 0, is_array = 0;
+	int ch = 0, ret = 0, is_array = 0, n_batch = 0;
 	long long lineno = 0;
 
 	c->file = path;
@@ -155,9 +155,10 @@ static int import_file(struct import_ctx *c, const char *path)
 					ret = -1;
 				it = cJSON_DetachItemViaPointer(arr, arr->child);
 				cJSON_AddItemToArray(batch, it);
-				if (cJSON_GetArraySize(batch) >= c->cfg->max_events_per_request) {
+				if (++n_batch >= c->cfg->max_events_per_request) {
 					ret = import_flush(c, batch);
 					batch = NULL;
+					n_batch = 0;
 				}
 			}
 			cJSON_Delete(arr);
@@ -189,11 +190,13 @@ static int import_file(struct import_ctx *c, const char *path)
 						import_reason(&c->st, "line is not valid JSON");
 					} else if (batch) {
 						cJSON_AddItemToArray(batch, rec);
+						n_batch++;
 					}
-					if (batch && cJSON_GetArraySize(batch) >= c->cfg->max_events_per_request) {
+					if (batch && n_batch >= c->cfg->max_events_per_request) {
 						if (import_flush(c, batch) != 0)
 							ret = -1;
 						batch = NULL;
+						n_batch = 0;
 					}
 				}
 			}

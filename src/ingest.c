@@ -312,6 +312,22 @@ static const struct config_project *ingest_project_of(struct ingest_result *res,
 
 /* ---------- events ---------- */
 
+/* Move property KEY (if present) out of PROPS into the result's graveyard,
+ * where it stays alive until ingest_result_free(). */
+static enum mp_err ingest_bury(struct ingest_result *res, cJSON *props, const char *key)
+{
+	cJSON *it = cJSON_DetachItemFromObjectCaseSensitive(props, key);
+
+	if (!it)
+		return MP_OK;
+	if (!res->graveyard_ && !(res->graveyard_ = cJSON_CreateArray())) {
+		cJSON_Delete(it);
+		return MP_E_NOMEM;
+	}
+	cJSON_AddItemToArray(res->graveyard_, it);
+	return MP_OK;
+}
+
 static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_opts *opts,
 				cJSON *rec, size_t index)
 {
@@ -445,9 +461,14 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		profile_utf8_truncate(ev->valuestring, INGEST_MAX_STRING);
 	if (!ingest_utf8_valid(ev->valuestring))
 		return ingest_fail(res, index, rec, "event", "'event' is not valid UTF-8");
-	cJSON_DeleteItemFromObjectCaseSensitive(props, "ip");
-	/* server-set on export; a re-imported export must not carry it twice */
-	cJSON_DeleteItemFromObjectCaseSensitive(props, "mp_processing_time_ms");
+	/* Kept in the row itself (time, distinct_id) or not kept at all (token,
+	 * ip: spec §7.1; mp_processing_time_ms is set by export, so a re-imported
+	 * export must not carry it twice).  Detached, not freed: DID may point
+	 * into the distinct_id item. */
+	if ((rc = ingest_bury(res, props, "time")) != MP_OK || (rc = ingest_bury(res, props, "distinct_id")) != MP_OK ||
+	    (rc = ingest_bury(res, props, "token")) != MP_OK || (rc = ingest_bury(res, props, "ip")) != MP_OK ||
+	    (rc = ingest_bury(res, props, "mp_processing_time_ms")) != MP_OK)
+		return rc;
 	if (opts->endpoint == INGEST_IMPORT) {
 		cJSON_DeleteItemFromObjectCaseSensitive(props, "$import");
 		if (!cJSON_AddTrueToObject(props, "$import"))
@@ -581,5 +602,6 @@ void ingest_result_free(struct ingest_result *res)
 		free(res->strings_[i]);
 	free(res->strings_);
 	cJSON_Delete(res->records_);
+	cJSON_Delete(res->graveyard_);
 	memset(res, 0, sizeof *res);
 }

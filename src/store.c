@@ -24,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "log.h"
@@ -33,6 +36,9 @@
 
 #define STORE_MAX_OPEN_SHARDS 24
 #define STORE_DICT_CACHE_MAX (1u << 20)
+#define STORE_SLOT_BITS 20
+#define STORE_SLOTS ((int64_t)1 << STORE_SLOT_BITS)
+#define STORE_MAX_TIME_MS ((int64_t)1 << 42)   /* 2109-05-15; row ids stay below 2^62 */
 
 /* ---------- string -> id cache (open addressing, power-of-two) ---------- */
 
@@ -52,13 +58,22 @@ struct strmap {
 static uint64_t store_hash64(const void *p, size_t n, uint64_t h)
 {
 	const unsigned char *s = p;
-	size_t i;
+	uint64_t w;
 
-	/* FNV-1a, then a final avalanche (splitmix64) */
-	for (i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ULL;
+	/* 8 bytes per round (multiply-xorshift), then a splitmix64 avalanche;
+	 * the value is persisted only through slot choice, which is also
+	 * re-derived by probing, so changing it never breaks old shards */
+	h ^= (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+	while (n >= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+		s += 8;
+		n -= 8;
 	}
+	w = 0;
+	memcpy(&w, s, n);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 30; h *= 0xbf58476d1ce4e5b9ULL;
 	h ^= h >> 27; h *= 0x94d049bb133111ebULL;
 	h ^= h >> 31;
@@ -136,9 +151,9 @@ static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_
 struct shard {
 	char key[16];             /* "2024-05" or "2024-05-17" */
 	sqlite3 *db;
-	sqlite3_stmt *st_ins, *st_dup_find, *st_dup_upd, *st_dict_find, *st_dict_ins, *st_stat;
+	sqlite3_stmt *st_ins, *st_probe, *st_dup_upd, *st_dict_find, *st_dict_ins, *st_stat;
 	struct strmap dict;
-	int64_t next_seq;
+	uint64_t anon_seq;        /* slot source for events without $insert_id */
 	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
 	int in_tx;
 	int64_t added;            /* events added in the open transaction */
@@ -149,6 +164,7 @@ struct store_project {
 	struct store *st;
 	const struct config_project *cfg;
 	char *dir;
+	int lock_fd;              /* flock'ed data_dir/<project>/LOCK: one process per project */
 	sqlite3 *meta;
 	sqlite3_stmt *st_prof_get, *st_prof_put, *st_prof_del;
 	sqlite3_stmt *st_grp_get, *st_grp_put, *st_grp_del;
@@ -233,7 +249,14 @@ static enum mp_err store_db_open(const char *path, const char *kind, enum config
 	sqlite3_busy_timeout(db, 5000);
 	if (readonly)
 		goto out;
+	/* 16 KiB pages: fuller leaves and shallower trees for ~100-byte rows;
+	 * only effective before the first table exists */
+	if ((err = store_exec(db, "PRAGMA page_size=16384")) != MP_OK)
+		goto out;
 	if ((err = store_exec(db, "PRAGMA journal_mode=WAL")) != MP_OK)
+		goto out;
+	/* checkpoint every ~64 MiB of WAL instead of 4 MiB: fewer fsyncs */
+	if ((err = store_exec(db, "PRAGMA wal_autocheckpoint=4096")) != MP_OK)
 		goto out;
 	if ((err = store_exec(db, sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL"
 							  : "PRAGMA synchronous=NORMAL")) != MP_OK)
@@ -318,7 +341,7 @@ static void shard_close(struct shard *sh)
 	if (!sh)
 		return;
 	sqlite3_finalize(sh->st_ins);
-	sqlite3_finalize(sh->st_dup_find);
+	sqlite3_finalize(sh->st_probe);
 	sqlite3_finalize(sh->st_dup_upd);
 	sqlite3_finalize(sh->st_dict_find);
 	sqlite3_finalize(sh->st_dict_ins);
@@ -332,7 +355,6 @@ static void shard_close(struct shard *sh)
 static enum mp_err shard_open(struct store_project *sp, const char *key, struct shard **out)
 {
 	struct shard *sh = calloc(1, sizeof *sh);
-	sqlite3_stmt *st = NULL;
 	char path[4096];
 	enum mp_err rc;
 
@@ -342,24 +364,17 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
 	if ((rc = store_db_open(path, "shard", sp->st->cfg->sync, 0, &sh->db)) != MP_OK)
 		goto fail;
-	if ((rc = store_prepare(sh->db, "INSERT INTO events(t,seq,e,d,k,r,p) VALUES(?,?,?,?,?,?,?)", &sh->st_ins)) ||
-	    (rc = store_prepare(sh->db, "SELECT t,seq,e,d,p FROM events WHERE k=?", &sh->st_dup_find)) ||
-	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE t=? AND seq=?", &sh->st_dup_upd)) ||
+	if ((rc = store_prepare(sh->db, "INSERT INTO events(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_ins)) ||
+	    (rc = store_prepare(sh->db, "SELECT id,e,d,p FROM events WHERE id>=?1 AND id<?2 ORDER BY id", &sh->st_probe)) ||
+	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
 	    (rc = store_prepare(sh->db, "SELECT id FROM dict WHERE s=?", &sh->st_dict_find)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+? WHERE name='events'", &sh->st_stat)))
 		goto fail;
-	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(seq),0)+1 FROM events", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW) {
-		rc = MP_E_STORE;
-		goto fail;
-	}
-	sh->next_seq = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	sh->anon_seq = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
 	*out = sh;
 	return MP_OK;
 fail:
-	sqlite3_finalize(st);
 	shard_close(sh);
 	return rc;
 }
@@ -440,53 +455,80 @@ static int64_t shard_intern(void *ctx, const char *s, size_t n)
 
 /* ---------- applying one batch (writer thread) ---------- */
 
-static const char *const store_skip_keys[] = { "token", "time", "distinct_id", NULL };
-
-/* If an event with the same dedup key is stored, replace its properties and
- * return 1; return 0 if none, or a negative enum mp_err. */
-static int store_dedup_replace(struct shard *sh, int64_t k, const struct store_event *ev,
-			       int64_t e_id, int64_t d_id, const struct buf *enc, int64_t recv_ms)
+/* INSERT one row; returns the sqlite3_step() code (SQLITE_DONE on success,
+ * SQLITE_CONSTRAINT when the id is taken). */
+static int store_insert_row(struct shard *sh, int64_t id, int64_t e_id, int64_t d_id, int64_t r_delta,
+			    const struct buf *enc)
 {
-	int rc, found = 0;
-	size_t il = strlen(ev->insert_id);
+	int r;
 
-	sqlite3_bind_int64(sh->st_dup_find, 1, k);
-	while ((rc = sqlite3_step(sh->st_dup_find)) == SQLITE_ROW) {
-		const unsigned char *p = sqlite3_column_blob(sh->st_dup_find, 4), *v, *ve;
-		size_t pn = (size_t)sqlite3_column_bytes(sh->st_dup_find, 4);
-		uint64_t len;
-		const unsigned char *s;
+	sqlite3_bind_int64(sh->st_ins, 1, id);
+	sqlite3_bind_int64(sh->st_ins, 2, e_id);
+	sqlite3_bind_int64(sh->st_ins, 3, d_id);
+	sqlite3_bind_int64(sh->st_ins, 4, r_delta);
+	sqlite3_bind_blob(sh->st_ins, 5, enc->data, (int)enc->len, SQLITE_STATIC);
+	r = sqlite3_step(sh->st_ins);
+	sqlite3_reset(sh->st_ins);
+	return r;
+}
 
-		if (sqlite3_column_int64(sh->st_dup_find, 0) != ev->time_ms ||
-		    sqlite3_column_int64(sh->st_dup_find, 2) != e_id ||
-		    sqlite3_column_int64(sh->st_dup_find, 3) != d_id)
-			continue;
-		if (pc_find(p, pn, sh->insert_id_key, &v, &ve) != 1 || *v != PC_STR)
-			continue;
-		s = pc_varint(v + 1, ve, &len);
-		if (!s || len != il || memcmp(s, ev->insert_id, il) != 0)
-			continue;
-		{
-			int64_t t = sqlite3_column_int64(sh->st_dup_find, 0);
-			int64_t seq = sqlite3_column_int64(sh->st_dup_find, 1);
+/* Does the stored row (E, D, P) carry the dedup key of EV? */
+static int store_same_key(struct shard *sh, sqlite3_stmt *st, const struct store_event *ev,
+			  int64_t e_id, int64_t d_id)
+{
+	const unsigned char *p = sqlite3_column_blob(st, 3), *v, *ve, *s;
+	size_t pn = (size_t)sqlite3_column_bytes(st, 3), il = strlen(ev->insert_id);
+	uint64_t len;
 
-			sqlite3_reset(sh->st_dup_find);
-			sqlite3_bind_blob(sh->st_dup_upd, 1, enc->data, (int)enc->len, SQLITE_STATIC);
-			sqlite3_bind_int64(sh->st_dup_upd, 2, recv_ms);
-			sqlite3_bind_int64(sh->st_dup_upd, 3, t);
-			sqlite3_bind_int64(sh->st_dup_upd, 4, seq);
-			rc = sqlite3_step(sh->st_dup_upd);
-			sqlite3_reset(sh->st_dup_upd);
-			if (rc != SQLITE_DONE)
-				return -(int)store_sqlite_err(rc);
-			found = 1;
+	if (sqlite3_column_int64(st, 1) != e_id || sqlite3_column_int64(st, 2) != d_id)
+		return 0;
+	if (pc_find(p, pn, sh->insert_id_key, &v, &ve) != 1 || *v != PC_STR)
+		return 0;
+	s = pc_varint(v + 1, ve, &len);
+	return s && len == il && memcmp(s, ev->insert_id, il) == 0;
+}
+
+/* Find where EV goes in the millisecond of its time: walk the slots from
+ * HOME (wrapping at the end of the millisecond) until a free one.  If a row
+ * with EV's dedup key is met, set *DUP_ID to it.  Returns MP_OK with the
+ * free slot's id in *FREE_ID, or an error (MP_E_TOOBIG when the millisecond
+ * is full: 2^20 events with one timestamp). */
+static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, int64_t e_id,
+			       int64_t d_id, uint32_t home, int64_t *free_id, int64_t *dup_id)
+{
+	int64_t base = ev->time_ms << STORE_SLOT_BITS, lo = base + home, hi = base + STORE_SLOTS;
+	int64_t cur = lo;
+	int pass, r;
+
+	*dup_id = 0;
+	*free_id = 0;
+	for (pass = 0; pass < 2; pass++) {
+		sqlite3_bind_int64(sh->st_probe, 1, cur);
+		sqlite3_bind_int64(sh->st_probe, 2, hi);
+		while ((r = sqlite3_step(sh->st_probe)) == SQLITE_ROW) {
+			int64_t id = sqlite3_column_int64(sh->st_probe, 0);
+
+			if (id != cur)
+				break;  /* a gap: cur is free */
+			if (ev->insert_id && !*dup_id && store_same_key(sh, sh->st_probe, ev, e_id, d_id)) {
+				*dup_id = id;
+				sqlite3_reset(sh->st_probe);
+				return MP_OK;
+			}
+			cur++;
 		}
-		return found;
+		sqlite3_reset(sh->st_probe);
+		if (r != SQLITE_ROW && r != SQLITE_DONE)
+			return store_sqlite_err(r);
+		if (cur < hi) {
+			*free_id = cur;
+			return MP_OK;
+		}
+		/* ran off the end of the millisecond: wrap to its start */
+		cur = base;
+		hi = lo;
 	}
-	sqlite3_reset(sh->st_dup_find);
-	if (rc != SQLITE_DONE)
-		return -(int)store_sqlite_err(rc);
-	return 0;
+	return MP_E_TOOBIG;
 }
 
 static enum mp_err store_apply_event(struct store_project *sp, struct store_batch *b,
@@ -494,9 +536,12 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 {
 	struct shard *sh;
 	enum mp_err rc;
-	int64_t e_id, d_id, k = 0;
+	int64_t e_id, d_id, free_id, dup_id;
+	uint32_t home;
 	int r;
 
+	if (ev->time_ms < 0 || ev->time_ms >= STORE_MAX_TIME_MS)
+		return MP_E_INVALID;
 	if ((rc = store_shard_for(sp, ev->time_ms, &sh)) != MP_OK)
 		return rc;
 	e_id = shard_intern(sh, ev->name, strlen(ev->name));
@@ -506,11 +551,11 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 	if (d_id < 0)
 		return (enum mp_err)(-d_id);
 	buf_reset(&sp->enc);
-	rc = pc_encode(ev->props, store_skip_keys, "$insert_id", shard_intern, sh, &sp->enc);
+	rc = pc_encode(ev->props, NULL, "$insert_id", shard_intern, sh, &sp->enc);
 	if (rc != MP_OK)
 		return rc;
 	if (ev->insert_id) {
-		int64_t t = ev->time_ms;
+		uint64_t h;
 
 		if (!sh->insert_id_key) {
 			int64_t id = shard_intern(sh, "$insert_id", 10);
@@ -519,34 +564,45 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 				return (enum mp_err)(-id);
 			sh->insert_id_key = id;
 		}
-		k = (int64_t)store_hash64(ev->insert_id, strlen(ev->insert_id),
-					  store_hash64(&t, sizeof t,
-						       (uint64_t)e_id * 0x9E3779B97F4A7C15ULL ^ (uint64_t)d_id));
-		r = store_dedup_replace(sh, k, ev, e_id, d_id, &sp->enc, b->recv_ms);
-		if (r < 0)
-			return (enum mp_err)(-r);
-		if (r == 1) {
-			b->n_dup++;
-			return MP_OK;
-		}
+		h = store_hash64(ev->name, strlen(ev->name), 0x243F6A8885A308D3ULL);
+		h = store_hash64(ev->distinct_id, strlen(ev->distinct_id), h);
+		h = store_hash64(ev->insert_id, strlen(ev->insert_id), h);
+		home = (uint32_t)(h & (STORE_SLOTS - 1));
+	} else {
+		home = (uint32_t)(store_hash64(&sh->anon_seq, sizeof sh->anon_seq, 0) & (STORE_SLOTS - 1));
+		sh->anon_seq++;
 	}
-	sqlite3_bind_int64(sh->st_ins, 1, ev->time_ms);
-	sqlite3_bind_int64(sh->st_ins, 2, sh->next_seq);
-	sqlite3_bind_int64(sh->st_ins, 3, e_id);
-	sqlite3_bind_int64(sh->st_ins, 4, d_id);
-	if (ev->insert_id)
-		sqlite3_bind_int64(sh->st_ins, 5, k);
-	else
-		sqlite3_bind_null(sh->st_ins, 5);
-	sqlite3_bind_int64(sh->st_ins, 6, b->recv_ms);
-	sqlite3_bind_blob(sh->st_ins, 7, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
-	r = sqlite3_step(sh->st_ins);
-	sqlite3_reset(sh->st_ins);
+	/* Fast path: the home slot is free.  Then no copy of this key can be
+	 * stored: rows are never deleted, so a copy would sit at home or on an
+	 * unbroken run of slots after it. */
+	r = store_insert_row(sh, (ev->time_ms << STORE_SLOT_BITS) + home, e_id, d_id,
+			     b->recv_ms - ev->time_ms, &sp->enc);
+	if (r == SQLITE_DONE)
+		goto stored;
+	if (r != SQLITE_CONSTRAINT) {
+		log_error("shard %s: insert: %s", sh->key, sqlite3_errmsg(sh->db));
+		return store_sqlite_err(r);
+	}
+	if ((rc = store_probe(sh, ev, e_id, d_id, home, &free_id, &dup_id)) != MP_OK)
+		return rc;
+	if (dup_id) {
+		/* Mixpanel keeps the most recently ingested copy */
+		sqlite3_bind_blob(sh->st_dup_upd, 1, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
+		sqlite3_bind_int64(sh->st_dup_upd, 2, b->recv_ms - ev->time_ms);
+		sqlite3_bind_int64(sh->st_dup_upd, 3, dup_id);
+		r = sqlite3_step(sh->st_dup_upd);
+		sqlite3_reset(sh->st_dup_upd);
+		if (r != SQLITE_DONE)
+			return store_sqlite_err(r);
+		b->n_dup++;
+		return MP_OK;
+	}
+	r = store_insert_row(sh, free_id, e_id, d_id, b->recv_ms - ev->time_ms, &sp->enc);
 	if (r != SQLITE_DONE) {
 		log_error("shard %s: insert: %s", sh->key, sqlite3_errmsg(sh->db));
 		return store_sqlite_err(r);
 	}
-	sh->next_seq++;
+stored:
 	sh->added++;
 	b->n_new++;
 	return MP_OK;
@@ -656,16 +712,6 @@ static void store_rollback_all(struct store_project *sp)
 		sh->in_tx = 0;
 		strmap_clear(&sh->dict);   /* invariant 3 */
 		sh->insert_id_key = 0;
-		sh->next_seq = 0;          /* re-read on next open */
-	}
-	/* reopen shards whose seq counter we reset, lazily: close them now */
-	for (i = 0; i < sp->n_shards;) {
-		if (sp->shards[i]->next_seq == 0) {
-			shard_close(sp->shards[i]);
-			sp->shards[i] = sp->shards[--sp->n_shards];
-		} else {
-			i++;
-		}
 	}
 	if (sp->meta_in_tx) {
 		store_exec(sp->meta, "ROLLBACK");
@@ -843,6 +889,7 @@ static enum mp_err store_project_open(struct store *st, struct store_project *sp
 
 	sp->st = st;
 	sp->cfg = cp;
+	sp->lock_fd = -1;
 	buf_init(&sp->enc, (size_t)64 << 20);
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->cv, NULL);
@@ -851,6 +898,19 @@ static enum mp_err store_project_open(struct store *st, struct store_project *sp
 	snprintf(sp->dir, n, "%s/%s", st->cfg->data_dir, cp->name);
 	if ((rc = store_mkdir(sp->dir, err, errlen)) != MP_OK)
 		return rc;
+	/* the writer's dictionary caches assume it is the only writer: refuse a
+	 * second process (a running server and `mixpaneld import`, say) */
+	snprintf(path, sizeof path, "%s/LOCK", sp->dir);
+	sp->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (sp->lock_fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return MP_E_FULL;
+	}
+	if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(err, errlen, "%s is in use by another mixpaneld process "
+			 "(stop the server, or send the data to its /import endpoint)", sp->dir);
+		return MP_E_IO;
+	}
 	snprintf(path, sizeof path, "%s/meta.db", sp->dir);
 	if ((rc = store_db_open(path, "meta", st->cfg->sync, 0, &sp->meta)) != MP_OK) {
 		snprintf(err, errlen, "cannot open %s: %s", path, mp_strerror(rc));
@@ -926,6 +986,8 @@ static void store_project_close(struct store_project *sp)
 	if (sp->meta)
 		sqlite3_close(sp->meta);
 	buf_free(&sp->enc);
+	if (sp->lock_fd >= 0)
+		close(sp->lock_fd);
 	free(sp->dir);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
@@ -1067,6 +1129,11 @@ struct store_export {
 	int64_t iid_key;        /* dict id of "$insert_id" in this shard, 0 if none */
 	char key[16];
 };
+
+static int64_t store_clamp_ms(int64_t ms)
+{
+	return ms < 0 ? 0 : ms > STORE_MAX_TIME_MS ? STORE_MAX_TIME_MS : ms;
+}
 
 static int store_key_cmp(const void *a, const void *b)
 {
@@ -1232,7 +1299,7 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 
 	/* placeholders only: names are bound, never pasted */
 	buf_init(&sql, 1 << 20);
-	rc = buf_printf(&sql, "SELECT t, seq, e, d, r, p FROM events WHERE t >= ?1 AND t < ?2");
+	rc = buf_printf(&sql, "SELECT id, e, d, r, p FROM events WHERE id >= ?1 AND id < ?2");
 	if (rc == MP_OK && ex->n_names) {
 		rc = buf_printf(&sql, " AND e IN (SELECT id FROM dict WHERE s IN (");
 		for (i = 0; rc == MP_OK && i < ex->n_names; i++)
@@ -1241,7 +1308,7 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 			rc = buf_printf(&sql, "))");
 	}
 	if (rc == MP_OK)
-		rc = buf_printf(&sql, " ORDER BY t, seq");
+		rc = buf_printf(&sql, " ORDER BY id");
 	if (rc != MP_OK) {
 		buf_free(&sql);
 		return rc;
@@ -1252,23 +1319,21 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 		return MP_E_STORE;
 	}
 	buf_free(&sql);
-	sqlite3_bind_int64(ex->st, 1, ex->from_ms);
-	sqlite3_bind_int64(ex->st, 2, ex->to_ms);
+	sqlite3_bind_int64(ex->st, 1, store_clamp_ms(ex->from_ms) << STORE_SLOT_BITS);
+	sqlite3_bind_int64(ex->st, 2, store_clamp_ms(ex->to_ms) << STORE_SLOT_BITS);
 	for (i = 0; i < ex->n_names; i++)
 		sqlite3_bind_text(ex->st, (int)i + 3, ex->names[i], -1, SQLITE_STATIC);
 	return MP_OK;
 }
 
 /* Deterministic $insert_id for events stored without one: stable for the
- * life of the row (shard key + arrival sequence). */
-static enum mp_err store_export_gen_insert_id(struct buf *out, const char *key, int64_t t, int64_t seq)
+ * life of the row (shard key + row id). */
+static enum mp_err store_export_gen_insert_id(struct buf *out, const char *key, int64_t id)
 {
 	uint64_t h = store_hash64(key, strlen(key), 0x84222325cbf29ce4ULL);
 
-	h = store_hash64(&t, sizeof t, h);
-	h = store_hash64(&seq, sizeof seq, h);
-	return buf_printf(out, ",\"$insert_id\":\"%016llx%08llx\"", (unsigned long long)h,
-			  (unsigned long long)(seq & 0xffffffffLL));
+	h = store_hash64(&id, sizeof id, h);
+	return buf_printf(out, ",\"$insert_id\":\"%016llx\"", (unsigned long long)h);
 }
 
 int store_export_next(struct store_export *ex, struct buf *out)
@@ -1295,16 +1360,16 @@ int store_export_next(struct store_export *ex, struct buf *out)
 		if (r != SQLITE_ROW)
 			return -(int)store_sqlite_err(r);
 		{
-			int64_t t = sqlite3_column_int64(ex->st, 0);
-			int64_t seq = sqlite3_column_int64(ex->st, 1);
+			int64_t id = sqlite3_column_int64(ex->st, 0);
+			int64_t t = id >> STORE_SLOT_BITS;
 			const char *name, *did;
 			size_t nl, dl;
-			const unsigned char *p = sqlite3_column_blob(ex->st, 5), *v, *ve;
-			size_t pn = (size_t)sqlite3_column_bytes(ex->st, 5);
+			const unsigned char *p = sqlite3_column_blob(ex->st, 4), *v, *ve;
+			size_t pn = (size_t)sqlite3_column_bytes(ex->st, 4);
 			int first = 0, has_iid = 0;
 
-			if (!(name = store_export_lookup(ex, sqlite3_column_int64(ex->st, 2), &nl)) ||
-			    !(did = store_export_lookup(ex, sqlite3_column_int64(ex->st, 3), &dl)))
+			if (!(name = store_export_lookup(ex, sqlite3_column_int64(ex->st, 1), &nl)) ||
+			    !(did = store_export_lookup(ex, sqlite3_column_int64(ex->st, 2), &dl)))
 				return -(int)MP_E_STORE;
 			if (ex->iid_key)
 				has_iid = pc_find(p, pn, ex->iid_key, &v, &ve) == 1;
@@ -1316,12 +1381,12 @@ int store_export_next(struct store_export *ex, struct buf *out)
 			    (rc = buf_append(out, ",\"distinct_id\":", 15)) != MP_OK ||
 			    (rc = buf_json_str(out, did, dl)) != MP_OK)
 				return -(int)rc;
-			if (!has_iid && (rc = store_export_gen_insert_id(out, ex->key, t, seq)) != MP_OK)
+			if (!has_iid && (rc = store_export_gen_insert_id(out, ex->key, id)) != MP_OK)
 				return -(int)rc;
 			if ((rc = pc_to_json(p, pn, store_export_lookup, ex, out, &first)) != MP_OK)
 				return -(int)rc;
 			if ((rc = buf_printf(out, ",\"mp_processing_time_ms\":%lld}}\n",
-					     (long long)sqlite3_column_int64(ex->st, 4))) != MP_OK)
+					     (long long)(t + sqlite3_column_int64(ex->st, 3)))) != MP_OK)
 				return -(int)rc;
 			ex->emitted++;
 			return 1;

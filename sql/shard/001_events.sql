@@ -6,17 +6,18 @@ CREATE TABLE dict(
   id INTEGER PRIMARY KEY,       -- dense, from 1
   s  TEXT NOT NULL UNIQUE
 );
+-- id = (event time in ms since epoch, UTC) << 20 | slot.  Rows are thus
+-- clustered by time (range scans need no index, appends stay at the right
+-- edge of the b-tree) and the slot (0..2^20-1) is chosen by hashing
+-- (event, distinct_id, $insert_id) with linear probing inside the
+-- millisecond, so finding a duplicate is one point lookup.
 CREATE TABLE events(
-  t   INTEGER NOT NULL,         -- event time, ms since epoch, UTC
-  seq INTEGER NOT NULL,         -- arrival order within the shard
-  e   INTEGER NOT NULL,         -- dict id of the event name
-  d   INTEGER NOT NULL,         -- dict id of the distinct_id
-  k   INTEGER,                  -- dedup hash of (event, distinct_id, t, $insert_id); NULL = no $insert_id
-  r   INTEGER NOT NULL,         -- receive time, ms since epoch (mp_processing_time_ms)
-  p   BLOB NOT NULL,            -- encoded properties
-  PRIMARY KEY(t, seq)
-) WITHOUT ROWID;
-CREATE INDEX events_dedup ON events(k) WHERE k IS NOT NULL;
+  id INTEGER PRIMARY KEY,
+  e  INTEGER NOT NULL,          -- dict id of the event name
+  d  INTEGER NOT NULL,          -- dict id of the distinct_id
+  r  INTEGER NOT NULL,          -- receive time minus event time, ms
+  p  BLOB NOT NULL              -- encoded properties
+);
 CREATE TABLE stats(
   name  TEXT PRIMARY KEY,
   value INTEGER NOT NULL
