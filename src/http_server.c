@@ -52,6 +52,8 @@ struct http_server {
 	time_t started;
 	pthread_mutex_t mu;
 	int in_flight;          /* requests between URI callback and completion */
+	int draining;           /* SIGTERM seen: answers carry Connection: close */
+	int stopping;           /* nothing in flight any more: no new suspensions */
 };
 
 struct req {
@@ -209,6 +211,10 @@ static enum MHD_Result http_send(struct req *r, struct http_reply *rep)
 		MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
 		MHD_add_response_header(resp, "Vary", "Origin");
 	}
+	pthread_mutex_lock(&r->srv->mu);
+	if (r->srv->draining)
+		MHD_add_response_header(resp, "Connection", "close");
+	pthread_mutex_unlock(&r->srv->mu);
 	r->status = rep->status;
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
 	MHD_destroy_response(resp);
@@ -335,6 +341,16 @@ static enum MHD_Result http_ingest(struct req *r)
 	sp = store_project_get(srv->st, r->ing.project);
 	if (!sp)
 		return http_send_error(r, 500, "project has no store");
+	pthread_mutex_lock(&srv->mu);
+	if (srv->stopping) {
+		/* past the drain point nothing may be suspended: MHD_stop_daemon()
+		 * must not meet a suspended connection.  Clients retry 503s. */
+		pthread_mutex_unlock(&srv->mu);
+		r->ing.batch.rc = MP_E_SHUTDOWN;
+		snprintf(r->ing.batch.err, sizeof r->ing.batch.err, "server is shutting down");
+		return http_ingest_answer(r, MP_OK, NULL);
+	}
+	pthread_mutex_unlock(&srv->mu);
 	r->ing.batch.done = http_ingest_done;
 	r->ing.batch.arg = r;
 	r->state = RS_WAIT;
@@ -740,22 +756,43 @@ uint16_t http_server_port(const struct http_server *srv)
 int http_server_stop(struct http_server *srv, int drain_ms)
 {
 	MHD_socket ls;
-	int left, waited = 0;
+	int left, waited = 0, grace;
 
 	if (!srv)
 		return 0;
 	ls = MHD_quiesce_daemon(srv->d);
 	if (ls != MHD_INVALID_SOCKET)
 		close(ls);
+	/* Every request already received is answered normally, however long
+	 * its commit takes (bounded by DRAIN_MS); answers now carry
+	 * Connection: close so keep-alive clients go away.  Only once nothing is
+	 * in flight are new requests on still-open connections refused (503,
+	 * not acknowledged): MHD_stop_daemon() must not meet a suspended one. */
+	pthread_mutex_lock(&srv->mu);
+	srv->draining = 1;
+	pthread_mutex_unlock(&srv->mu);
 	for (;;) {
 		pthread_mutex_lock(&srv->mu);
 		left = srv->in_flight;
+		if (left == 0)
+			srv->stopping = 1;
 		pthread_mutex_unlock(&srv->mu);
 		if (left == 0 || waited >= drain_ms)
 			break;
-		usleep(10000);
-		waited += 10;
+		usleep(5000);
+		waited += 5;
 	}
+	/* let clients that were told Connection: close hang up by themselves */
+	for (grace = 0; grace < 500; grace += 5) {
+		const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+		if (!di || di->num_connections == 0)
+			break;
+		usleep(5000);
+	}
+	pthread_mutex_lock(&srv->mu);
+	left = srv->in_flight;
+	pthread_mutex_unlock(&srv->mu);
 	MHD_stop_daemon(srv->d);
 	pthread_mutex_destroy(&srv->mu);
 	free(srv);

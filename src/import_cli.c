@@ -53,6 +53,23 @@ static void import_reason(struct import_stats *s, const char *msg)
 	}
 }
 
+/* Parse S as exactly one JSON value (only whitespace may follow it). */
+static cJSON *import_parse_whole(const char *s, size_t n)
+{
+	const char *end = NULL;
+	cJSON *v = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+
+	if (!v)
+		return NULL;
+	while (end && end < s + n && strchr(" \t\r\n", *end) && *end)
+		end++;
+	if (!end || end != s + n) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	return v;
+}
+
 static void import_progress(struct import_ctx *c, int force)
 {
 	time_t now = time(NULL);
@@ -143,7 +160,7 @@ static int import_file(struct import_ctx *c, const char *path)
 		while (ret == 0 && (n = gzread(gz, tmp, sizeof tmp)) > 0)
 			if (buf_append(&line, tmp, (size_t)n) != MP_OK)
 				ret = -1;
-		arr = ret == 0 ? cJSON_ParseWithLength(line.data, line.len) : NULL;
+		arr = ret == 0 ? import_parse_whole(line.data, line.len) : NULL;
 		if (!cJSON_IsArray(arr)) {
 			fprintf(stderr, "mixpaneld import: %s: not a valid JSON array\n", path);
 			cJSON_Delete(arr);
@@ -180,7 +197,7 @@ static int import_file(struct import_ctx *c, const char *path)
 				while (i < line.len && strchr(" \t\r", line.data[i]))
 					i++;
 				if (i < line.len) {
-					cJSON *rec = cJSON_ParseWithLength(line.data, line.len);
+					cJSON *rec = import_parse_whole(line.data, line.len);
 
 					if (!batch && !(batch = cJSON_CreateArray()))
 						ret = -1;

@@ -316,15 +316,39 @@ static const struct config_project *ingest_project_of(struct ingest_result *res,
  * where it stays alive until ingest_result_free(). */
 static enum mp_err ingest_bury(struct ingest_result *res, cJSON *props, const char *key)
 {
-	cJSON *it = cJSON_DetachItemFromObjectCaseSensitive(props, key);
+	cJSON *it;
 
-	if (!it)
-		return MP_OK;
-	if (!res->graveyard_ && !(res->graveyard_ = cJSON_CreateArray())) {
-		cJSON_Delete(it);
-		return MP_E_NOMEM;
+	/* a key may appear more than once in the JSON text: take every copy */
+	while ((it = cJSON_DetachItemFromObjectCaseSensitive(props, key))) {
+		if (!res->graveyard_ && !(res->graveyard_ = cJSON_CreateArray())) {
+			cJSON_Delete(it);
+			return MP_E_NOMEM;
+		}
+		cJSON_AddItemToArray(res->graveyard_, it);
 	}
-	cJSON_AddItemToArray(res->graveyard_, it);
+	return MP_OK;
+}
+
+/* JSON.parse semantics for repeated keys: the last copy wins.  Earlier
+ * copies move to the graveyard (a borrowed pointer may point into them). */
+static enum mp_err ingest_dedupe_keys(struct ingest_result *res, cJSON *obj)
+{
+	cJSON *c, *d, *next;
+
+	for (c = obj->child; c; c = next) {
+		next = c->next;
+		for (d = c->next; d; d = d->next)
+			if (c->string && d->string && strcmp(c->string, d->string) == 0)
+				break;
+		if (!d)
+			continue;
+		cJSON_DetachItemViaPointer(obj, c);
+		if (!res->graveyard_ && !(res->graveyard_ = cJSON_CreateArray())) {
+			cJSON_Delete(c);
+			return MP_E_NOMEM;
+		}
+		cJSON_AddItemToArray(res->graveyard_, c);
+	}
 	return MP_OK;
 }
 
@@ -348,6 +372,8 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		return ingest_fail(res, index, rec, "event", "'event' must be a non-empty string");
 	if (!cJSON_IsObject(props))
 		return ingest_fail(res, index, rec, "properties", "'properties' must be a JSON object");
+	if ((rc = ingest_dedupe_keys(res, props)) != MP_OK)
+		return rc;
 	if (!ingest_project_of(res, opts, cJSON_GetObjectItemCaseSensitive(props, "token"), index, rec,
 			       "properties.token", &rc))
 		return rc;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "http_server.h"
@@ -107,6 +108,18 @@ static int main_serve(const char *cfg_path, const char *port, const char *data_d
 	return 0;
 }
 
+/* One open shard costs three descriptors (db, -wal, -shm), and a group
+ * commit may touch many shards: use all the descriptors we may. */
+static void main_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *cfg_path = NULL, *port = NULL, *data_dir = NULL, *project = NULL;
@@ -142,6 +155,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	main_raise_nofile();
 	if (import) {
 		if (!project || !first_file) {
 			fprintf(stderr, "mixpaneld import: --project NAME and at least one FILE are required\n");

@@ -34,7 +34,7 @@
 #include "propcodec.h"
 #include "schema.h"
 
-#define STORE_MAX_OPEN_SHARDS 24
+#define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_CACHE_MAX (1u << 20)
 #define STORE_SLOT_BITS 20
 #define STORE_SLOTS ((int64_t)1 << STORE_SLOT_BITS)
@@ -150,6 +150,7 @@ static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_
 
 struct shard {
 	char key[16];             /* "2024-05" or "2024-05-17" */
+	int64_t from_ms, to_ms;   /* the times it holds: [from_ms, to_ms) */
 	sqlite3 *db;
 	sqlite3_stmt *st_ins, *st_probe, *st_dup_upd, *st_dict_find, *st_dict_ins, *st_stat;
 	struct strmap dict;
@@ -169,8 +170,9 @@ struct store_project {
 	sqlite3_stmt *st_prof_get, *st_prof_put, *st_prof_del;
 	sqlite3_stmt *st_grp_get, *st_grp_put, *st_grp_del;
 	int meta_in_tx;
-	struct shard *shards[STORE_MAX_OPEN_SHARDS];
-	size_t n_shards;
+	struct shard **shards;    /* open shards; more than STORE_KEEP_OPEN_SHARDS only during a group */
+	size_t n_shards, cap_shards;
+	struct shard *last;       /* the shard used last (the common case for the next event) */
 	uint64_t use_clock;
 	struct buf enc;           /* writer scratch for property records */
 
@@ -361,6 +363,10 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	if (!sh)
 		return MP_E_NOMEM;
 	snprintf(sh->key, sizeof sh->key, "%s", key);
+	if (!store_shard_range(key, &sh->from_ms, &sh->to_ms)) {
+		rc = MP_E_INVALID;
+		goto fail;
+	}
 	snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
 	if ((rc = store_db_open(path, "shard", sp->st->cfg->sync, 0, &sh->db)) != MP_OK)
 		goto fail;
@@ -383,33 +389,36 @@ fail:
 static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struct shard **out)
 {
 	char key[16];
-	size_t i, victim = SIZE_MAX;
+	size_t i;
 	struct shard *sh = NULL;
 	enum mp_err rc;
 
-	store_shard_key(t_ms, sp->st->cfg->shard_period, key);
-	for (i = 0; i < sp->n_shards; i++) {
-		if (strcmp(sp->shards[i]->key, key) == 0) {
-			sh = sp->shards[i];
-			break;
+	if (sp->last && t_ms >= sp->last->from_ms && t_ms < sp->last->to_ms) {
+		sh = sp->last;
+	} else {
+		store_shard_key(t_ms, sp->st->cfg->shard_period, key);
+		for (i = 0; i < sp->n_shards; i++) {
+			if (strcmp(sp->shards[i]->key, key) == 0) {
+				sh = sp->shards[i];
+				break;
+			}
 		}
 	}
 	if (!sh) {
-		if (sp->n_shards == STORE_MAX_OPEN_SHARDS) {
-			/* evict the least recently used shard that is not in a transaction */
-			for (i = 0; i < sp->n_shards; i++)
-				if (!sp->shards[i]->in_tx &&
-				    (victim == SIZE_MAX || sp->shards[i]->last_use < sp->shards[victim]->last_use))
-					victim = i;
-			if (victim == SIZE_MAX)
-				return MP_E_BUSY; /* a group spans more shards than we keep open */
-			shard_close(sp->shards[victim]);
-			sp->shards[victim] = sp->shards[--sp->n_shards];
+		if (sp->n_shards == sp->cap_shards) {
+			size_t ncap = sp->cap_shards ? sp->cap_shards * 2 : STORE_KEEP_OPEN_SHARDS * 2;
+			struct shard **n = realloc(sp->shards, ncap * sizeof *n);
+
+			if (!n)
+				return MP_E_NOMEM;
+			sp->shards = n;
+			sp->cap_shards = ncap;
 		}
 		if ((rc = shard_open(sp, key, &sh)) != MP_OK)
 			return rc;
 		sp->shards[sp->n_shards++] = sh;
 	}
+	sp->last = sh;
 	sh->last_use = ++sp->use_clock;
 	if (!sh->in_tx) {
 		if ((rc = store_exec(sh->db, "BEGIN IMMEDIATE")) != MP_OK)
@@ -719,6 +728,23 @@ static void store_rollback_all(struct store_project *sp)
 	}
 }
 
+/* Close least recently used shards (none is in a transaction any more)
+ * until at most STORE_KEEP_OPEN_SHARDS stay open. */
+static void store_trim_shards(struct store_project *sp)
+{
+	while (sp->n_shards > STORE_KEEP_OPEN_SHARDS) {
+		size_t i, victim = 0;
+
+		for (i = 1; i < sp->n_shards; i++)
+			if (sp->shards[i]->last_use < sp->shards[victim]->last_use)
+				victim = i;
+		if (sp->shards[victim] == sp->last)
+			sp->last = NULL;
+		shard_close(sp->shards[victim]);
+		sp->shards[victim] = sp->shards[--sp->n_shards];
+	}
+}
+
 /* Commit every open transaction.  Returns the first failure. */
 static enum mp_err store_commit_all(struct store_project *sp, int64_t *added)
 {
@@ -752,6 +778,7 @@ static enum mp_err store_commit_all(struct store_project *sp, int64_t *added)
 	}
 	if (rc != MP_OK)
 		store_rollback_all(sp);
+	store_trim_shards(sp);
 	return rc;
 }
 
@@ -977,6 +1004,7 @@ static void store_project_close(struct store_project *sp)
 	}
 	for (i = 0; i < sp->n_shards; i++)
 		shard_close(sp->shards[i]);
+	free(sp->shards);
 	sqlite3_finalize(sp->st_prof_get);
 	sqlite3_finalize(sp->st_prof_put);
 	sqlite3_finalize(sp->st_prof_del);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { startServer, makeConfig, exportEvents, BIN, DEMO } from './lib/server.mjs';
+import { startServer, makeConfig, exportEvents, BIN } from './lib/server.mjs';
 import { postImportJson } from './lib/load.mjs';
 
 const EXAMPLE = '/work/shared/spec/examples/export.jsonl';

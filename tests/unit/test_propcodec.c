@@ -218,7 +218,7 @@ static void encodes_fractions_and_2p53_as_little_endian_doubles(void)
 
 static void encodes_short_top_level_strings_through_the_dict(void)
 {
-	ENCODES_TO("{'s':'hi','t':'hi'}", NULL, 2, 0x01, 0x01, 0x05, 0x02, 0x03, 0x05, 0x02);
+	ENCODES_TO("{'s':'hi','t':'hi'}", NULL, 3, 0x01, 0x01, 0x05, 0x02, 0x03, 0x05, 0x02);
 	ENCODES_TO("{'s':''}", NULL, 2, 0x01, 0x01, 0x05, 0x02);
 }
 

@@ -115,7 +115,7 @@ export function uid(prefix = 'e') {
 // request fails with a connection error.  Every event sent is recorded with
 // the outcome of its request: 'ack' (answer "1"), 'nack' (an answer other than
 // "1"), 'lost' (no answer: connection error).
-export function startTrackLoad(srv, { clients = 8, batch = 10, tag = 'load', timeSec } = {}) {
+export function startTrackLoad(srv, { clients = 8, batch = 10, tag = 'load', timeSec, padLen = 40 } = {}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const sent = new Map(); // insert_id -> { ev, outcome }
   const requests = [];    // { ids, outcome, status, error }
@@ -132,7 +132,7 @@ export function startTrackLoad(srv, { clients = 8, batch = 10, tag = 'load', tim
             event: `load ${c % 3}`,
             properties: {
               token: DEMO.token, distinct_id: `user-${c}`, time: timeSec ?? Date.now() / 1000,
-              $insert_id: id, client: c, req: n, i, pad: 'x'.repeat(40),
+              $insert_id: id, client: c, req: n, i, pad: 'x'.repeat(padLen),
             },
           };
           evs.push(ev);
