@@ -25,6 +25,9 @@
  *   [project.NAME]  NAME is [A-Za-z0-9_-]{1,64}; id (1..2^31-1, required),
  *             token (required, unique), api_secret (required),
  *             timezone (default UTC; "UTC" or a name under /usr/share/zoneinfo)
+ *             identity (simplified|original, default simplified: Mixpanel's ID
+ *                       merge system; simplified derives distinct_id from
+ *                       $user_id / $device_id on every event, spec §9.1)
  *   At least one project is required.
  *
  * Ownership: config_load()/config_parse() return a config that the caller
@@ -38,6 +41,7 @@
 
 enum config_shard_period { CONFIG_SHARD_MONTH = 0, CONFIG_SHARD_DAY = 1 };
 enum config_sync { CONFIG_SYNC_NORMAL = 0, CONFIG_SYNC_FULL = 1 };
+enum config_identity { CONFIG_IDENTITY_SIMPLIFIED = 0, CONFIG_IDENTITY_ORIGINAL = 1 };
 
 struct config_project {
 	char *name;
@@ -45,6 +49,7 @@ struct config_project {
 	char *token;
 	char *api_secret;
 	char *timezone;
+	enum config_identity identity;
 };
 
 struct config {

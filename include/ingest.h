@@ -16,8 +16,12 @@
  *     fractions kept to the ms; missing -> receive time; /track: future ->
  *     now, older than track_max_age_days -> invalid; /import: before
  *     1971-01-01 or more than 1 h ahead -> invalid, 0-1 h ahead -> now;
- *   - `distinct_id`: string or number; missing -> $user_id, else
- *     "$device:"+$device_id, else (ip=1) a hash of the client IP, else "";
+ *   - `distinct_id`: string or number.  Projects with identity = simplified
+ *     (the default) take $user_id, else "$device:"+$device_id, over the sent
+ *     value (Mixpanel's Simplified ID Merge, spec §9.1), keeping a differing
+ *     sent value as $distinct_id_before_identity; identity = original keeps
+ *     the sent value and only fills a missing one that way.  Still missing:
+ *     (ip=1) a hash of the client IP, else "";
  *     strict import rejects Mixpanel's blocked values;
  *   - `$insert_id`: the dedup key when it is a non-empty string; strict import
  *     requires it (<= 36 bytes of [A-Za-z0-9-], not a blocked value);

@@ -103,10 +103,16 @@ enum mp_err buf_json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	enum mp_err rc;
-	size_t i;
+	size_t i, need = 2;
 
-	/* worst case every byte becomes \u00XX */
-	if ((rc = buf_reserve(b, n * 6 + 2)) != MP_OK)
+	/* exact escaped size first, so a string that fits under the cap is taken */
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		need += c >= 0x20 && c != '"' && c != '\\' ? 1
+			: (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') ? 2 : 6;
+	}
+	if ((rc = buf_reserve(b, need)) != MP_OK)
 		return rc;
 	b->data[b->len++] = '"';
 	for (i = 0; i < n; i++) {

@@ -503,12 +503,29 @@ static enum mp_err config_set_timezone(struct config_parser *p, const char *key,
 	return config_set_str(p, &config_cur_project(p)->timezone, val);
 }
 
+static enum mp_err config_set_identity(struct config_parser *p, const char *key, const char *val)
+{
+	char shown[CONFIG_SHOW_MAX + 8];
+
+	if (strcasecmp(val, "simplified") == 0) {
+		config_cur_project(p)->identity = CONFIG_IDENTITY_SIMPLIFIED;
+		return MP_OK;
+	}
+	if (strcasecmp(val, "original") == 0) {
+		config_cur_project(p)->identity = CONFIG_IDENTITY_ORIGINAL;
+		return MP_OK;
+	}
+	config_show(val, shown, sizeof shown);
+	return KEY_FAIL(p, key, "'%s' is not one of: simplified, original", shown);
+}
+
 /* Index order matters: config_project_close() checks the first three. */
 static const struct config_key config_project_keys[] = {
 	{ "id", config_set_id },
 	{ "token", config_set_token },
 	{ "api_secret", config_set_api_secret },
 	{ "timezone", config_set_timezone },
+	{ "identity", config_set_identity },
 	{ NULL, NULL }
 };
 
@@ -679,7 +696,7 @@ static enum mp_err config_pair_line(struct config_parser *p, const char *line, s
 	if (!table[i].name) {
 		if (p->section == SECTION_PROJECT)
 			return KEY_FAIL(p, key, "unknown key in [project.%s] (known: id, token, "
-				       "api_secret, timezone)", config_cur_project(p)->name);
+				       "api_secret, timezone, identity)", config_cur_project(p)->name);
 		return KEY_FAIL(p, key, "unknown key in [%s]",
 				p->section == SECTION_SERVER ? "server" : "storage");
 	}

@@ -362,9 +362,10 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	struct ingest_check ck;
 	int64_t t;
 	size_t nprops = 0;
-	const char *did;
+	const char *did, *sent = NULL;
 	enum mp_err rc;
 	int track = opts->endpoint == INGEST_TRACK;
+	int simplified;
 
 	if (!cJSON_IsObject(rec))
 		return ingest_fail(res, index, rec, "event", "record is not a JSON object");
@@ -377,6 +378,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	if (!ingest_project_of(res, opts, cJSON_GetObjectItemCaseSensitive(props, "token"), index, rec,
 			       "properties.token", &rc))
 		return rc;
+	simplified = (opts->project ? opts->project : res->project)->identity == CONFIG_IDENTITY_SIMPLIFIED;
 	if (cJSON_GetObjectItemCaseSensitive(props, "$ignore")) {
 		res->n_valid++;
 		res->n_ignored++;
@@ -408,39 +410,49 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		if (t > opts->now_ms)
 			t = opts->now_ms;
 	}
-	/* distinct_id */
+	/* distinct_id.  Simplified ID merge (spec §9.1 rules 1-3) derives it
+	 * from $user_id, else "$device:"+$device_id, over what the client sent;
+	 * the sent value is kept as $distinct_id_before_identity when it
+	 * differs.  Original ID merge keeps it as sent and only fills a missing
+	 * one the same way.  Last resort with ip=1: a hash of the client IP. */
 	dv = cJSON_GetObjectItemCaseSensitive(props, "distinct_id");
-	if (dv && !cJSON_IsNull(dv)) {
-		if (!(did = ingest_id_text(res, dv))) {
-			if (!cJSON_IsString(dv) && !cJSON_IsNumber(dv))
-				return ingest_fail(res, index, rec, "properties.distinct_id",
-						   "'properties.distinct_id' must be a string");
-			return MP_E_NOMEM;
-		}
-	} else {
-		cJSON *uid = cJSON_GetObjectItemCaseSensitive(props, "$user_id");
-		cJSON *dev = cJSON_GetObjectItemCaseSensitive(props, "$device_id");
+	if (dv && !cJSON_IsNull(dv) && !(sent = ingest_id_text(res, dv))) {
+		if (!cJSON_IsString(dv) && !cJSON_IsNumber(dv))
+			return ingest_fail(res, index, rec, "properties.distinct_id",
+					   "'properties.distinct_id' must be a string");
+		return MP_E_NOMEM;
+	}
+	did = sent;
+	if (!did || simplified) {
+		const char *uid = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(props, "$user_id"));
+		const char *dev = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(props, "$device_id"));
 		char tmp[300];
 
-		if ((did = ingest_id_text(res, uid)) && did[0]) {
-			/* simplified ID merge: distinct_id := $user_id */
-		} else if ((did = ingest_id_text(res, dev)) && did[0]) {
-			snprintf(tmp, sizeof tmp, "$device:%s", did);
-			if (!(did = ingest_keep(res, strdup(tmp))))
+		if (uid && uid[0]) {
+			did = uid;
+		} else if (dev && dev[0]) {
+			snprintf(tmp, sizeof tmp, "$device:%s", dev);
+			if (!(did = sent && !strcmp(sent, tmp) ? sent : ingest_keep(res, strdup(tmp))))
 				return MP_E_NOMEM;
-		} else if (opts->use_ip && opts->client_ip) {
-			uint64_t h = 1469598103934665603ULL;
-			const char *p;
-
-			for (p = opts->client_ip; *p; p++)
-				h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-			snprintf(tmp, sizeof tmp, "%016llx", (unsigned long long)h);
-			if (!(did = ingest_keep(res, strdup(tmp))))
-				return MP_E_NOMEM;
-		} else {
-			did = "";
 		}
 	}
+	if (!did && opts->use_ip && opts->client_ip) {
+		uint64_t h = 1469598103934665603ULL;
+		const char *p;
+		char tmp[32];
+
+		for (p = opts->client_ip; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		snprintf(tmp, sizeof tmp, "%016llx", (unsigned long long)h);
+		if (!(did = ingest_keep(res, strdup(tmp))))
+			return MP_E_NOMEM;
+	}
+	if (!did)
+		did = "";
+	if (sent && sent[0] && strcmp(sent, did) != 0 &&
+	    !cJSON_GetObjectItemCaseSensitive(props, "$distinct_id_before_identity") &&
+	    !cJSON_AddStringToObject(props, "$distinct_id_before_identity", sent))
+		return MP_E_NOMEM;
 	if (strlen(did) > INGEST_MAX_STRING)
 		return ingest_fail(res, index, rec, "properties.distinct_id",
 				   "'properties.distinct_id' is longer than 255 bytes");

@@ -22,9 +22,10 @@
 // failure); 1 when a process crashed, failed to start or a step timed out.
 //
 // Options: --duration S (measured seconds, default 8), --warmup S (1),
-// --keep (leave the temporary dir), --only a,b (scenarios to run).
+// --keep (leave the temporary dir), --only a,b (among track1, track50, import2000, storage).
 // Needs Node 20, no npm packages.  Linux only (/proc for the CPU split).
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,7 +61,7 @@ function parseArgs(argv) {
     else if (a === '--keep') o.keep = true;
     else if (a === '--only') o.only = argv[++i].split(',');
     else {
-      console.error(`bench: unknown argument ${a}\nusage: node tests/bench/bench.mjs [--duration S] [--warmup S] [--keep] [--only track1,track50,import2000]`);
+      console.error(`bench: unknown argument ${a}\nusage: node tests/bench/bench.mjs [--duration S] [--warmup S] [--keep] [--only track1,track50,import2000,storage]`);
       process.exit(2);
     }
   }
@@ -115,20 +116,54 @@ function readThreads(pid) {
   return out;
 }
 
+// Machine-wide CPU ticks: "task" time is what threads are charged for;
+// irq/softirq time (much of loopback TCP) is charged to no thread.
 function readSystem() {
   try {
     const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
     const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
-    return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal: steal || 0 };
+    return { task: user + nice + system, irq: irq + softirq, idle: idle + iowait, steal: steal || 0 };
   } catch {
     return null;
   }
 }
 
-// A snapshot of the CPU time of the named processes and of the machine.
+// CPU ticks of every process on the machine (to name what else was running).
+function readAllProcs() {
+  const out = new Map();
+  let pids;
+  try { pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)); } catch { return out; }
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(pid), { comm, ticks: Number(rest[11]) + Number(rest[12]) });
+    } catch { /* exited */ }
+  }
+  return out;
+}
+
+// Bytes a process passed to write()/read() (rchar/wchar: page cache or not).
+function readIo(pid) {
+  try {
+    const io = {};
+    for (const l of fs.readFileSync(`/proc/${pid}/io`, 'utf8').split('\n')) {
+      const [k, v] = l.split(':');
+      if (v !== undefined) io[k.trim()] = Number(v);
+    }
+    return io;
+  } catch {
+    return null;
+  }
+}
+
+// A snapshot of the CPU time (and I/O) of the named processes and of the machine.
 function cpuSnapshot(procs) {
-  const snap = { t: process.hrtime.bigint(), sys: readSystem(), procs: {} };
-  for (const [name, pid] of Object.entries(procs)) if (pid) snap.procs[name] = { pid, threads: readThreads(pid) };
+  const snap = { t: process.hrtime.bigint(), sys: readSystem(), all: readAllProcs(), procs: {} };
+  for (const [name, pid] of Object.entries(procs)) {
+    if (pid) snap.procs[name] = { pid, threads: readThreads(pid), io: readIo(pid) };
+  }
   return snap;
 }
 
@@ -158,13 +193,27 @@ function cpuSplit(a, b) {
       ours += d;
     }
     for (const [g, v] of Object.entries(groups)) out.groups[g] = Array.isArray(v) ? v : pct(v);
+    if (name === 'server' && pa.io && pb.io) {
+      out.io = { written: pb.io.wchar - pa.io.wchar, read: pb.io.rchar - pa.io.rchar };
+    }
   }
   if (a.sys && b.sys) {
-    const busy = b.sys.busy - a.sys.busy;
-    out.machine_busy = pct(busy);
+    const task = b.sys.task - a.sys.task, irq = b.sys.irq - a.sys.irq;
+    out.machine_busy = pct(task + irq);
+    out.machine_irq = pct(irq);
     out.machine_steal = pct(b.sys.steal - a.sys.steal);
-    out.others = Math.max(0, pct(busy - ours));
+    out.others = Math.max(0, pct(task - ours));
   }
+  // the busiest other processes, by name
+  const mine = new Set([process.pid, ...Object.values(b.procs).map((p) => p.pid)]);
+  const top = [];
+  for (const [pid, pb] of b.all) {
+    if (mine.has(pid)) continue;
+    const d = pb.ticks - (a.all.get(pid)?.ticks ?? pb.ticks);
+    if (d > 0) top.push([pb.comm, pct(d)]);
+  }
+  top.sort((x, y) => y[1] - x[1]);
+  out.top_others = top.slice(0, 3).filter(([, v]) => v >= 5).map(([c, v]) => `${c} ${v}`);
   return out;
 }
 
@@ -241,6 +290,11 @@ async function runLoadgen(args, { warmup, duration, procs, label, deadlineMs }) 
     for (const [g, v] of Object.entries(cpu.groups)) {
       if (!Array.isArray(v)) res.cpu_us_per_event[g] = Math.round(v / 100 / res.events_per_s * 1e6 * 10) / 10;
     }
+    if (cpu.io) {
+      // write amplification: bytes the server wrote/read (WAL, checkpoints, log) per event
+      const n = res.events_per_s * cpu.seconds;
+      res.io_bytes_per_event = { written: Math.round(cpu.io.written / n), read: Math.round(cpu.io.read / n) };
+    }
   }
   return res;
 }
@@ -262,6 +316,51 @@ function dirFiles(dir) {
     }
   }
   return out;
+}
+
+// SIGTERM (drain, commit, close: SQLite checkpoints the WAL); exit code.
+async function stopServer(server) {
+  server.proc.kill('SIGTERM');
+  const killer = setTimeout(() => server.proc.kill('SIGKILL'), 60000);
+  const code = await waitExit(server.proc);
+  clearTimeout(killer);
+  return code;
+}
+
+// Top the store up to >= 1M events (imported, not measured) so the size per
+// event is that of a real store, stop the server, then sum the file sizes.
+async function measureStorage(server, srvUrl, dataDir) {
+  let stored = (await healthz(server.port)).projects?.bench?.events ?? 0;
+  const deficit = MIN_STORE_EVENTS - stored;
+  let fill = null;
+  if (deficit > 0) {
+    const left = BUDGET_MS - elapsed() - 25000;
+    const n = Math.ceil(deficit / 2000);
+    console.log(`bench: store holds ${fmtInt(stored)} events; importing ${fmtInt(n * 2000)} more (not measured, at most ${Math.max(5, left / 1000 | 0)} s)`);
+    fill = await runLoadgen(['--url', `${srvUrl}/import?strict=1`, '--gen', 'import2000',
+      '--header', `Authorization: Basic ${Buffer.from(SECRET + ':').toString('base64')}`,
+      '--connections', '4', '--requests', String(n), '--pool', String(n), '--seed', '5'], {
+      warmup: 0, duration: Math.max(5, Math.floor(left / 1000)), procs: {}, label: 'fill',
+      deadlineMs: Math.max(10000, BUDGET_MS - elapsed()),
+    });
+    stored = (await healthz(server.port)).projects?.bench?.events ?? 0;
+  }
+  console.log(`bench: stopping mixpaneld (${fmtInt(stored)} events stored)`);
+  const t0 = Date.now();
+  const code = await stopServer(server);
+  if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM:\n${fs.readFileSync(server.logFile, 'utf8').slice(-4000)}`);
+  const files = dirFiles(dataDir);
+  const bytes = files.reduce((s, f) => s + f.bytes, 0);
+  const allocated = files.reduce((s, f) => s + f.allocated, 0);
+  const storage = {
+    events: stored, bytes, allocated, files, shutdown_ms: Date.now() - t0,
+    bytes_per_event: stored ? bytes / stored : 0,
+    min_store_events: MIN_STORE_EVENTS, fill_events_per_s: fill ? fill.events_per_s : null,
+  };
+  storage.verdict = stored < MIN_STORE_EVENTS
+    ? `MISS? (only ${fmtInt(stored)} events stored, < ${fmtInt(MIN_STORE_EVENTS)})`
+    : storage.bytes_per_event <= TARGET.bytes_per_event ? 'PASS' : 'MISS';
+  return storage;
 }
 
 // ---------- output ----------
@@ -303,12 +402,14 @@ function printTable(results, machine, ratio, storage) {
       if (k.endsWith('.mhd_threads')) parts.push(`${k.replace('_threads', '')} per thread [${g[k].join(', ')}]`);
       else if (!k.endsWith('.main') || g[k] > 0) parts.push(`${k} ${g[k]}`);
     }
-    parts.push(`other processes ${r.cpu.others}`, `machine busy ${r.cpu.machine_busy}`);
+    parts.push(`other processes ${r.cpu.others}${r.cpu.top_others.length ? ` (${r.cpu.top_others.join(', ')})` : ''}`,
+      `irq/softirq ${r.cpu.machine_irq}`, `machine busy ${r.cpu.machine_busy}`);
     if (r.cpu.machine_steal) parts.push(`steal ${r.cpu.machine_steal}`);
     console.log(`  ${r.scenario}: ${parts.join(', ')}`);
     if (r.cpu_us_per_event) {
       const c = Object.entries(r.cpu_us_per_event).filter(([k, v]) => !k.endsWith('.main') || v > 0);
-      console.log(`  ${' '.repeat(r.scenario.length)}  CPU us per event: ${c.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      const io = r.io_bytes_per_event ? `; server wrote ${fmtInt(r.io_bytes_per_event.written)} B and read ${fmtInt(r.io_bytes_per_event.read)} B per event` : '';
+      console.log(`  ${' '.repeat(r.scenario.length)}  CPU us per event: ${c.map(([k, v]) => `${k} ${v}`).join(', ')}${io}`);
     }
   }
   const noisy = results.filter((r) => r.cpu && r.cpu.others > 15);
@@ -325,6 +426,12 @@ async function main() {
     if (!fs.existsSync(f)) throw fail(`${f} is missing: run 'make all tools' first`);
   }
   const machine = machineInfo();
+  // which build was measured (the tree is not necessarily a clean commit)
+  const binary = {
+    path: path.relative(ROOT, BIN) || BIN,
+    sha256: crypto.createHash('sha256').update(fs.readFileSync(BIN)).digest('hex'),
+    mtime: fs.statSync(BIN).mtime.toISOString(),
+  };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mixpaneld-bench-'));
   const dataDir = path.join(tmp, 'data');
   const cfgPath = path.join(tmp, 'config.ini');
@@ -336,7 +443,7 @@ async function main() {
   const want = (s) => !opt.only || opt.only.includes(s);
   const perRun = opt.warmup + opt.duration;
   const results = [];
-  let server = null, trivial = null, storage = null, ratio = null, stored = null;
+  let server = null, trivial = null, storage = null, ratio = null;
   const cleanup = [];
   const base = ['--token', TOKEN];
 
@@ -417,42 +524,12 @@ async function main() {
       await waitExit(trivial.proc);
     }
 
-    // Top the store up to >= 1M events (not measured) so bytes/event is that of a real store.
-    stored = (await healthz(server.port)).projects?.bench?.events ?? 0;
-    const deficit = MIN_STORE_EVENTS - stored;
-    let fill = null;
-    if (deficit > 0) {
-      const left = BUDGET_MS - elapsed() - 25000;
-      const n = Math.ceil(deficit / 2000);
-      console.log(`bench: store holds ${fmtInt(stored)} events; importing ${fmtInt(n * 2000)} more (not measured, at most ${Math.max(5, left / 1000 | 0)} s)`);
-      fill = await runLoadgen(['--url', `${srvUrl}/import?strict=1`, '--gen', 'import2000',
-        '--header', `Authorization: Basic ${Buffer.from(SECRET + ':').toString('base64')}`,
-        '--connections', '4', '--requests', String(n), '--pool', String(n), '--seed', '5'], {
-        warmup: 0, duration: Math.max(5, Math.floor(left / 1000)), procs: {}, label: 'fill',
-        deadlineMs: Math.max(10000, BUDGET_MS - elapsed()),
-      });
-      stored = (await healthz(server.port)).projects?.bench?.events ?? 0;
+    if (want('storage')) {
+      storage = await measureStorage(server, srvUrl, dataDir);
+    } else {
+      const code = await stopServer(server);
+      if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM`);
     }
-
-    // Stop (SIGTERM: drain, commit, close = checkpoint), then measure the files.
-    console.log(`bench: stopping mixpaneld (${fmtInt(stored)} events stored)`);
-    const t0 = Date.now();
-    server.proc.kill('SIGTERM');
-    const killer = setTimeout(() => server.proc.kill('SIGKILL'), 60000);
-    const code = await waitExit(server.proc);
-    clearTimeout(killer);
-    if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM:\n${fs.readFileSync(server.logFile, 'utf8').slice(-4000)}`);
-    const files = dirFiles(dataDir);
-    const bytes = files.reduce((s, f) => s + f.bytes, 0);
-    const allocated = files.reduce((s, f) => s + f.allocated, 0);
-    storage = {
-      events: stored, bytes, allocated, files, shutdown_ms: Date.now() - t0,
-      bytes_per_event: stored ? bytes / stored : 0,
-      min_store_events: MIN_STORE_EVENTS, fill_events_per_s: fill ? fill.events_per_s : null,
-    };
-    storage.verdict = stored < MIN_STORE_EVENTS
-      ? `MISS? (only ${fmtInt(stored)} events stored, < ${fmtInt(MIN_STORE_EVENTS)})`
-      : storage.bytes_per_event <= TARGET.bytes_per_event ? 'PASS' : 'MISS';
   } finally {
     for (const c of cleanup) { try { c(); } catch { /* already gone */ } }
     if (!opt.keep) fs.rmSync(tmp, { recursive: true, force: true });
@@ -462,7 +539,7 @@ async function main() {
   printTable(results, machine, ratio, storage);
   fs.mkdirSync(path.dirname(OUT_JSON), { recursive: true });
   fs.writeFileSync(OUT_JSON, JSON.stringify({
-    machine, targets: TARGET,
+    machine, binary, targets: TARGET,
     settings: { warmup_s: opt.warmup, duration_s: opt.duration, server_threads: 2 },
     scenarios: results, single_event_ratio: ratio, storage, total_seconds: elapsed() / 1000,
   }, null, 2) + '\n');

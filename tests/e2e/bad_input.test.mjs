@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { startServer, DEMO } from './lib/server.mjs';
 import {
   send, sendHeadersFirst, sendChunked, form, gzip, b64json, FORM, JSONCT, postForm, postJSON,
-  exportAll, sanitizerClean, expectedStored, comparableProps,
+  exportAll, sanitizerClean, expectedStored, comparableProps, sleep,
 } from './lib/wire.mjs';
 
 const AUTH = ['Authorization', 'Basic ' + Buffer.from(DEMO.api_secret + ':').toString('base64')];
@@ -356,6 +356,137 @@ test('nesting depth 5 is rejected (0); depth 3 is accepted', async () => {
   const evs = await stored(['bad deep']);
   assert.deepEqual(evs.map((e) => e.properties.$insert_id), ['bd-3']);
   assert.deepStrictEqual(evs[0].properties.o, { a: { b: 'x' } });
+});
+
+// ---- UTF-8 ---------------------------------------------------------------------------------
+
+const isUtf8 = (buf) => { try { new TextDecoder('utf-8', { fatal: true }).decode(buf); return true; } catch { return false; } };
+// A JSON body holding raw bytes: parts are strings (UTF-8) or byte arrays.
+const rawJson = (...parts) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p))));
+const exportRaw = async (names) => send(srv, { path: '/api/2.0/export?from_date=1971-01-01&to_date=2100-12-31&event=' + encodeURIComponent(JSON.stringify(names)), headers: [AUTH] });
+
+test('invalid UTF-8 in a string value: /track repairs it (U+FFFD), strict /import rejects it', async () => {
+  const body = (iid) => rawJson(`[{"event":"bad utf8 value","properties":{"token":"${DEMO.token}","distinct_id":"u","time":1717300000,"$insert_id":"${iid}","v":"a`, [0xff], 'b","o":{"w":"c', [0xc3], '"}}}]');
+  let r = await send(srv, { method: 'POST', path: '/track', headers: [JSONCT], body: body('buv-1') });
+  assert.equal(r.text, '1');
+  const [got] = await stored(['bad utf8 value']);
+  assert.equal(got.properties.v, 'a\uFFFDb');
+  assert.deepStrictEqual(got.properties.o, { w: 'c\uFFFD' });
+  r = await send(srv, { method: 'POST', path: '/import?strict=1', headers: [JSONCT, AUTH], body: body('buv-2') });
+  assert.equal(r.status, 400, r.text);
+  assert.ok(isUtf8(r.body), 'answer is valid UTF-8');
+  assert.deepStrictEqual(r.json().failed_records.map((f) => f.index), [0]);
+  assert.equal((await stored(['bad utf8 value'])).length, 1);
+});
+
+test('invalid UTF-8 in a nested object key never reaches the export', async () => {
+  // a top-level key like "\xff\xfe" is rejected; a nested one must be repaired or rejected too
+  const r = await send(srv, { method: 'POST', path: '/track', headers: [JSONCT],
+    body: rawJson(`[{"event":"bad utf8 key","properties":{"token":"${DEMO.token}","distinct_id":"u","time":1717300000,"$insert_id":"buk-1","o":{"`, [0xff, 0xfe], '":1}}}]') });
+  assert.equal(r.status, 200);
+  const ex = await exportRaw(['bad utf8 key']);
+  assert.equal(ex.status, 200);
+  assert.ok(isUtf8(ex.body), 'export is not valid UTF-8 JSON: ' + JSON.stringify(ex.body.toString('latin1')));
+});
+
+test('invalid UTF-8 in $insert_id (/track, not strict) never reaches the export', async () => {
+  const r = await send(srv, { method: 'POST', path: '/track', headers: [JSONCT],
+    body: rawJson(`[{"event":"bad utf8 iid","properties":{"token":"${DEMO.token}","distinct_id":"u","time":1717300001,"$insert_id":"ab`, [0xff], 'cd"}}]') });
+  assert.equal(r.status, 200);
+  const ex = await exportRaw(['bad utf8 iid']);
+  assert.equal(ex.status, 200);
+  assert.ok(isUtf8(ex.body), 'export is not valid UTF-8 JSON: ' + JSON.stringify(ex.body.toString('latin1')));
+});
+
+const nested4 = { a: { b: { c: { d: 1 } } } };
+
+test('strict 400: failed_records[].field does not cut a UTF-8 character (key of 39 x "k" + "é")', async () => {
+  const e = ev('bad utf8 error', 'bue-1', { ['k'.repeat(39) + 'é']: nested4 });
+  const r = await postJSON(srv, '/import', [e], { query: 'strict=1', headers: [AUTH] });
+  assert.equal(r.status, 400);
+  assert.equal(r.json().failed_records[0].index, 0);
+  assert.ok(isUtf8(r.body), 'strict 400 (field): ' + JSON.stringify(r.body.toString('latin1')));
+});
+
+test('verbose /track error does not cut a UTF-8 character (key of 99 x "k" + "é")', async () => {
+  const e = ev('bad utf8 error', 'bue-2', { ['k'.repeat(99) + 'é']: nested4 });
+  const r = await postJSON(srv, '/track', [e], { query: 'verbose=1' });
+  assert.equal(r.status, 200);
+  assert.equal(r.json().status, 0);
+  assert.ok(isUtf8(r.body), 'verbose error: ' + JSON.stringify(r.body.toString('latin1')));
+});
+
+test('strict 400: an invalid-UTF-8 $insert_id is not echoed raw in failed_records', async () => {
+  const r = await send(srv, { method: 'POST', path: '/import?strict=1', headers: [JSONCT, AUTH],
+    body: rawJson(`[{"event":"bad utf8 error","properties":{"token":"${DEMO.token}","distinct_id":"u","time":1717300000,"$insert_id":"ab`, [0xff], 'cd"}}]') });
+  assert.equal(r.status, 400);
+  assert.ok(isUtf8(r.body), 'strict 400 ($insert_id): ' + JSON.stringify(r.body.toString('latin1')));
+  assert.equal(r.json().failed_records[0].field, 'properties.$insert_id');
+});
+
+test('strict import time and id rules: 30 min ahead clamped, 2 h ahead / before 1971 rejected, blocked ids case-insensitive', async () => {
+  const now = Date.now() / 1000;
+  const batch = [
+    ev('bad strict rules', 'bsr-0', { time: now + 1800 }),
+    ev('bad strict rules', 'bsr-1', { time: now + 7200 }),
+    ev('bad strict rules', 'bsr-2', { time: 31535999 }),
+    ev('bad strict rules', 'bsr-3', { distinct_id: 'Anonymous' }),
+    ev('bad strict rules', 'NULL'),
+    ev('bad strict rules', 'a_b'),
+    ev('bad strict rules', 'bsr-6', { distinct_id: '' }),
+    ev('bad strict rules', 'a'.repeat(36)),
+  ];
+  const before = Date.now();
+  const r = await postJSON(srv, '/import', batch, { query: 'strict=1', headers: [AUTH] });
+  const afterMs = Date.now();
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json().num_records_imported, 3);
+  assert.deepStrictEqual(r.json().failed_records.map((f) => [f.index, f.field]), [
+    [1, 'properties.time'], [2, 'properties.time'], [3, 'properties.distinct_id'], [4, 'properties.$insert_id'], [5, 'properties.$insert_id']]);
+  const evs = await stored(['bad strict rules']);
+  assert.deepEqual(evs.map((e) => e.properties.$insert_id).sort(), ['a'.repeat(36), 'bsr-0', 'bsr-6']);
+  const t = evs.find((e) => e.properties.$insert_id === 'bsr-0').properties.time;
+  assert.ok(t >= before - 1000 && t <= afterMs + 1000, `clamped to now: ${t}`);
+  assert.equal(evs.find((e) => e.properties.$insert_id === 'bsr-6').properties.distinct_id, '');
+});
+
+test('JSONP: a callback that is not a JavaScript identifier is not reflected into text/javascript', async () => {
+  let r = await postForm(srv, '/track', ev('bad jsonp', 'bj-1'), { query: 'callback=mp_cb_1' });
+  assert.equal(r.status, 200);
+  assert.equal(r.text, 'mp_cb_1(1)');
+  assert.match(r.headers['content-type'], /^text\/javascript/);
+  const evil = 'alert(document.cookie)//';
+  r = await postForm(srv, '/track', ev('bad jsonp', 'bj-2'), { query: 'callback=' + encodeURIComponent(evil) });
+  assert.equal(r.status, 200);
+  assert.ok(!r.text.includes('document.cookie'), `callback reflected verbatim: ${r.headers['content-type']} ${r.text}`);
+});
+
+test('GET requests without a body and export of a project with no events are handled cleanly (sanitizer builds)', async () => {
+  const fresh = await startServer();
+  const sendOrLog = async (opts) => {
+    try { return await send(fresh, opts); } catch (err) {
+      await sleep(300);
+      throw new Error(`${opts.path}: ${err.message}; server stderr:\n${fresh.log()}`);
+    }
+  };
+  try {
+    let r = await sendOrLog({ path: '/api/2.0/export?from_date=2024-01-01&to_date=2024-12-31', headers: [AUTH] });
+    assert.equal(r.status, 200, 'export of an empty project\n' + fresh.log());
+    assert.equal(r.text, '');
+    r = await sendOrLog({ path: '/track?ip=0&verbose=0&data=' + encodeURIComponent(b64json(ev('bad get', 'bg-1'))) });
+    assert.equal(r.text, '1', 'GET /track\n' + fresh.log());
+    r = await sendOrLog({ path: '/import?verbose=1&data=' + encodeURIComponent(b64json(ev('bad get', 'bg-2'))), headers: [AUTH] });
+    assert.equal(r.text, '{"status":1,"error":null}', 'GET /import\n' + fresh.log());
+    r = await sendOrLog({ path: '/engage?data=' + encodeURIComponent(b64json({ $token: DEMO.token, $distinct_id: 'x', $set: { a: 1 } })) });
+    assert.equal(r.text, '1', 'GET /engage\n' + fresh.log());
+    r = await sendOrLog({ path: '/api/2.0/export?from_date=2024-01-01&to_date=2024-12-31', headers: [AUTH] });
+    assert.equal(r.text.trim().split('\n').length, 2);
+    assert.ok(sanitizerClean(fresh.log()), fresh.log());
+  } finally {
+    const code = await fresh.stop();
+    assert.equal(code, 0, 'exit code; stderr:\n' + fresh.log());
+    assert.ok(sanitizerClean(fresh.log()), fresh.log());
+  }
 });
 
 // ---- still alive -------------------------------------------------------------------------------

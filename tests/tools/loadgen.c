@@ -858,6 +858,7 @@ struct lg_run {
 	struct lg_conn *conns;
 	uint64_t t0, t_window, t_end, t_drain_end, t_last;
 	int stopping;
+	int n_opened;            /* connections [0, n_opened) have been started */
 	long issued;
 	int in_flight;
 	/* counters */
@@ -1214,6 +1215,8 @@ static void lg_conn_event(struct lg_run *r, struct lg_conn *c, uint32_t events)
 		}
 		r->consecutive_connect_fail = 0;
 		c->st = LG_IDLE;
+		if (r->n_opened < r->o->connections)
+			lg_conn_open(r, &r->conns[r->n_opened++]);
 		lg_conn_start(r, c);
 		return;
 	}
@@ -1266,10 +1269,15 @@ static void lg_run(struct lg_run *r)
 	r->t_end = r->t_window + (uint64_t)(r->o->duration * 1e9);
 	r->t_drain_end = r->t_end + (uint64_t)(r->o->timeout * 1e9);
 	r->t_last = r->t_window;
+	/* connect one at a time, each after the previous one is established, as
+	 * clients arriving over time do: a burst of simultaneous connects would
+	 * all be accepted by one libmicrohttpd pool thread */
 	for (i = 0; i < r->o->connections; i++) {
 		r->conns[i].fd = -1;
-		lg_conn_open(r, &r->conns[i]);
+		r->conns[i].retry_at = UINT64_MAX;
 	}
+	r->n_opened = 1;
+	lg_conn_open(r, &r->conns[0]);
 	for (;;) {
 		int n = epoll_wait(r->ep, evs, (int)(sizeof evs / sizeof evs[0]), 2);
 

@@ -730,7 +730,7 @@ static void random_garbage_never_crashes_and_valid_output_parses(void)
 
 	memset(&d, 0, sizeof d);
 	for (i = 0; i < 40; i++) {
-		char s[8];
+		char s[16];
 
 		snprintf(s, sizeof s, "s%d", i);
 		dict_intern(&d, s, strlen(s));
