@@ -49,8 +49,10 @@ void http_reply_error(struct http_reply *rep, int status, const char *msg, const
 void http_reply_import_unauthorized(struct http_reply *rep);
 void http_reply_preflight(struct http_reply *rep, const char *request_headers);
 void http_reply_decide(struct http_reply *rep);
+/* 200 {"status":"ok",...}, or 503 {"status":"degraded",...} when a project
+ * has a problem (PROBLEMS[i] non-NULL: its last commit failed, say why). */
 void http_reply_healthz(struct http_reply *rep, const struct config *cfg, const int64_t *event_counts,
-			long long uptime_s, const char *version);
+			const char *const *problems, long long uptime_s, const char *version);
 
 /* "YYYY-MM-DD" -> ms of its 00:00:00 UTC; returns 0 on success, -1 if invalid. */
 int http_parse_date(const char *s, int64_t *ms);

@@ -105,8 +105,13 @@ enum mp_err store_write(struct store_project *sp, struct store_batch *b);
 /* Committed events in the project (stored once each). */
 int64_t store_event_count(struct store_project *sp);
 
+/* 1 if the project's last commit round succeeded; else 0 and the reason in
+ * WHY (may be NULL).  A failing disk makes this 0 until a commit succeeds. */
+int store_project_healthy(struct store_project *sp, char *why, size_t n);
+
 /* Export: events with FROM_MS <= time < TO_MS, optionally only those named in
- * NAMES (N_NAMES > 0), ascending by time, then arrival.  LIMIT 0 = no limit.
+ * NAMES (N_NAMES > 0), ascending by time (events of the same millisecond in
+ * no particular order).  LIMIT 0 = no limit.
  * Returns MP_OK / MP_E_NOMEM / MP_E_STORE. */
 enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t to_ms,
 			      const char *const *names, size_t n_names, size_t limit,

@@ -62,6 +62,7 @@ struct config_project_lines {
 	size_t section;
 	size_t id;
 	size_t token;
+	size_t api_secret;
 };
 
 struct config_parser {
@@ -487,10 +488,17 @@ static enum mp_err config_set_token(struct config_parser *p, const char *key, co
 
 static enum mp_err config_set_api_secret(struct config_parser *p, const char *key, const char *val)
 {
+	size_t i;
 	enum mp_err rc = config_credential(p, key, val);
 
 	if (rc != MP_OK)
 		return rc;
+	/* the secret alone selects the project of an /import or export request */
+	for (i = 0; i + 1 < p->cfg->n_projects; i++)
+		if (p->cfg->projects[i].api_secret && strcmp(p->cfg->projects[i].api_secret, val) == 0)
+			return KEY_FAIL(p, key, "duplicate api_secret (already used by [project.%s] at line %zu)",
+					p->cfg->projects[i].name, p->plines[i].api_secret);
+	p->plines[p->cfg->n_projects - 1].api_secret = p->line;
 	return config_set_str(p, &config_cur_project(p)->api_secret, val);
 }
 

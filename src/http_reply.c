@@ -104,18 +104,27 @@ void http_reply_decide(struct http_reply *rep)
 }
 
 void http_reply_healthz(struct http_reply *rep, const struct config *cfg, const int64_t *event_counts,
-			long long uptime_s, const char *version)
+			const char *const *problems, long long uptime_s, const char *version)
 {
 	size_t i;
+	int ok = 1;
 
-	http_reply_init(rep, 200, "application/json");
-	PUT("{\"status\":\"ok\",\"version\":");
+	for (i = 0; problems && i < cfg->n_projects; i++)
+		if (problems[i])
+			ok = 0;
+	http_reply_init(rep, ok ? 200 : 503, "application/json");
+	PUT("{\"status\":\"%s\",\"version\":", ok ? "ok" : "degraded");
 	PUTSTR(version);
 	PUT(",\"uptime_s\":%lld,\"projects\":{", uptime_s);
 	for (i = 0; i < cfg->n_projects; i++) {
 		PUT("%s", i ? "," : "");
 		PUTSTR(cfg->projects[i].name);
-		PUT(":{\"id\":%ld,\"events\":%lld}", cfg->projects[i].id, (long long)event_counts[i]);
+		PUT(":{\"id\":%ld,\"events\":%lld", cfg->projects[i].id, (long long)event_counts[i]);
+		if (problems && problems[i]) {
+			PUT(",\"error\":");
+			PUTSTR(problems[i]);
+		}
+		PUT("}");
 	}
 	PUT("}}");
 }

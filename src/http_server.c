@@ -38,6 +38,10 @@
 #include "log.h"
 #include "req_parse.h"
 
+/* Per-connection buffer: bounds the request line and headers, so a GET
+ * carrying a Node SDK event in its query string may be up to ~200 KiB. */
+#define HTTP_CONN_MEMORY ((size_t)256 * 1024)
+
 enum route {
 	R_NONE = 0, R_TRACK, R_ENGAGE, R_GROUPS, R_IMPORT, R_EXPORT, R_HEALTHZ, R_DECIDE
 };
@@ -268,7 +272,7 @@ static enum MHD_Result http_ingest_answer(struct req *r, enum mp_err decode_rc, 
 	o.store_rc = r->ing.batch.rc;
 	o.store_err = r->ing.batch.err;
 	if (decode_rc == MP_OK && r->ing.batch.rc == MP_OK)
-		r->n_events = r->ing.batch.n_new + r->ing.batch.n_dup;
+		r->n_events = r->ing.batch.n_new + r->ing.batch.n_dup + r->ing.batch.n_updates;
 	http_reply_ingest(&rep, &o);
 	return http_send(r, &rep);
 }
@@ -525,15 +529,29 @@ static enum MHD_Result http_healthz(struct req *r)
 {
 	struct http_reply rep;
 	const struct config *cfg = r->srv->cfg;
-	int64_t *counts = calloc(cfg->n_projects ? cfg->n_projects : 1, sizeof *counts);
-	size_t i;
+	size_t n = cfg->n_projects ? cfg->n_projects : 1, i;
+	int64_t *counts = calloc(n, sizeof *counts);
+	char (*why)[160] = calloc(n, sizeof *why);
+	const char **problems = calloc(n, sizeof *problems);
 
-	if (!counts)
+	if (!counts || !why || !problems) {
+		free(counts);
+		free(why);
+		free(problems);
 		return http_send_error(r, 503, "out of memory");
-	for (i = 0; i < cfg->n_projects; i++)
-		counts[i] = store_event_count(store_project_get(r->srv->st, &cfg->projects[i]));
-	http_reply_healthz(&rep, cfg, counts, (long long)(time(NULL) - r->srv->started), MIXPANELD_VERSION);
+	}
+	for (i = 0; i < cfg->n_projects; i++) {
+		struct store_project *sp = store_project_get(r->srv->st, &cfg->projects[i]);
+
+		counts[i] = store_event_count(sp);
+		if (!store_project_healthy(sp, why[i], sizeof why[i]))
+			problems[i] = why[i];
+	}
+	http_reply_healthz(&rep, cfg, counts, problems, (long long)(time(NULL) - r->srv->started),
+			   MIXPANELD_VERSION);
 	free(counts);
+	free(why);
+	free(problems);
 	return http_send(r, &rep);
 }
 
@@ -718,11 +736,13 @@ enum mp_err http_server_start(const struct config *cfg, struct store *st,
 		}
 		flags |= MHD_USE_TLS;
 	}
+	errno = 0;
 	if (cfg->tls_cert_pem)
 		srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access_cb, srv,
 					  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 					  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
 					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+					  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 					  MHD_OPTION_URI_LOG_CALLBACK, http_uri_cb, srv,
 					  MHD_OPTION_NOTIFY_COMPLETED, http_completed_cb, srv,
 					  MHD_OPTION_HTTPS_MEM_CERT, cfg->tls_cert_pem,
@@ -733,12 +753,17 @@ enum mp_err http_server_start(const struct config *cfg, struct store *st,
 					  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 					  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
 					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+					  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 					  MHD_OPTION_URI_LOG_CALLBACK, http_uri_cb, srv,
 					  MHD_OPTION_NOTIFY_COMPLETED, http_completed_cb, srv,
 					  MHD_OPTION_END);
 	if (!srv->d) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
-			 errno ? strerror(errno) : "libmicrohttpd refused the options");
+		if (cfg->tls_cert_pem && errno != EADDRINUSE && errno != EACCES && errno != EADDRNOTAVAIL)
+			snprintf(err, errlen, "cannot start HTTPS on %s:%d: libmicrohttpd rejected the TLS "
+				 "certificate or key (check tls_cert and tls_key)", cfg->bind, cfg->port);
+		else
+			snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
+				 errno ? strerror(errno) : "libmicrohttpd refused the options");
 		free(srv);
 		return MP_E_IO;
 	}

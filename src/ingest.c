@@ -395,6 +395,9 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	if (track) {
 		if (t > opts->now_ms)
 			t = opts->now_ms;
+		if (t < INGEST_MIN_TIME_MS)
+			return ingest_fail(res, index, rec, "properties.time",
+					   "'properties.time' is invalid: must be after 1971-01-01");
 		if (opts->cfg->track_max_age_days > 0 &&
 		    t < opts->now_ms - (int64_t)opts->cfg->track_max_age_days * 86400000LL)
 			return ingest_fail(res, index, rec, "properties.time",

@@ -183,6 +183,7 @@ struct store_project {
 	struct store_batch *q_head, *q_tail;
 	int stopping;
 	int64_t n_events;         /* guarded by mu */
+	char last_error[160];     /* guarded by mu: why the last commit failed, "" if it did not */
 };
 
 struct store {
@@ -250,7 +251,7 @@ static enum mp_err store_db_open(const char *path, const char *kind, enum config
 	}
 	sqlite3_busy_timeout(db, 5000);
 	if (readonly)
-		goto out;
+		goto check_version;
 	/* 16 KiB pages: fuller leaves and shallower trees for ~100-byte rows;
 	 * only effective before the first table exists */
 	if ((err = store_exec(db, "PRAGMA page_size=16384")) != MP_OK)
@@ -265,6 +266,7 @@ static enum mp_err store_db_open(const char *path, const char *kind, enum config
 		goto out;
 	if ((err = store_exec(db, "PRAGMA cache_size=-16384")) != MP_OK)
 		goto out;
+check_version:
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		err = MP_E_STORE;
@@ -273,7 +275,21 @@ static enum mp_err store_db_open(const char *path, const char *kind, enum config
 	version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	st = NULL;
-	for (i = 0; i < schema_n_migrations; i++) {
+	{
+		unsigned newest = 0;
+
+		for (i = 0; i < schema_n_migrations; i++)
+			if (!strcmp(schema_migrations[i].kind, kind) && schema_migrations[i].version > newest)
+				newest = schema_migrations[i].version;
+		if (version > (int)newest) {
+			/* written by a newer mixpaneld: refuse rather than misread it */
+			log_error("%s: schema version %d is newer than this mixpaneld knows (%u); "
+				  "upgrade mixpaneld", path, version, newest);
+			err = MP_E_STORE;
+			goto out;
+		}
+	}
+	for (i = 0; !readonly && i < schema_n_migrations; i++) {
 		const struct schema_migration *m = &schema_migrations[i];
 
 		if (strcmp(m->kind, kind) != 0 || (int)m->version <= version)
@@ -822,11 +838,18 @@ static void store_commit_group(struct store_project *sp, struct store_batch *gro
 		for (b = group; b; b = b->next_)
 			if (b->rc == MP_OK)
 				store_fail(b, rc);
-	} else {
-		pthread_mutex_lock(&sp->mu);
-		sp->n_events += added;
-		pthread_mutex_unlock(&sp->mu);
 	}
+	pthread_mutex_lock(&sp->mu);
+	if (rc == MP_OK)
+		sp->n_events += added;
+	/* health: the last round failed on storage (not on one bad batch) */
+	sp->last_error[0] = '\0';
+	for (b = group; b; b = b->next_)
+		if (b->rc == MP_E_FULL || b->rc == MP_E_STORE || b->rc == MP_E_NOMEM) {
+			snprintf(sp->last_error, sizeof sp->last_error, "%s", b->err);
+			break;
+		}
+	pthread_mutex_unlock(&sp->mu);
 }
 
 static void *store_writer_main(void *arg)
@@ -871,12 +894,14 @@ static enum mp_err store_mkdir(const char *path, char *err, size_t errlen)
 	return MP_OK;
 }
 
-static int64_t store_count_events(struct store_project *sp)
+static int64_t store_count_events(struct store_project *sp, int *n_bad)
 {
 	DIR *d = opendir(sp->dir);
 	struct dirent *de;
 	int64_t total = 0;
+	int bad = 0;
 
+	*n_bad = 0;
 	if (!d)
 		return 0;
 	while ((de = readdir(d))) {
@@ -894,8 +919,11 @@ static int64_t store_count_events(struct store_project *sp)
 		if (!store_shard_range(key, &a, &z))
 			continue;
 		snprintf(path, sizeof path, "%s/%s", sp->dir, de->d_name);
-		if (store_db_open(path, "shard", CONFIG_SYNC_NORMAL, 1, &db) != MP_OK)
+		/* read-write: applies pending migrations to every shard at start */
+		if (store_db_open(path, "shard", sp->st->cfg->sync, 0, &db) != MP_OK) {
+			bad++;
 			continue;
+		}
 		if (sqlite3_prepare_v2(db, "SELECT value FROM stats WHERE name='events'", -1, &st, NULL) == SQLITE_OK) {
 			if (sqlite3_step(st) == SQLITE_ROW)
 				total += sqlite3_column_int64(st, 0);
@@ -904,6 +932,7 @@ static int64_t store_count_events(struct store_project *sp)
 		sqlite3_close(db);
 	}
 	closedir(d);
+	*n_bad = bad;
 	return total;
 }
 
@@ -952,7 +981,16 @@ static enum mp_err store_project_open(struct store *st, struct store_project *sp
 		snprintf(err, errlen, "%s: cannot prepare statements", path);
 		return rc;
 	}
-	sp->n_events = store_count_events(sp);
+	{
+		int bad;
+
+		sp->n_events = store_count_events(sp, &bad);
+		if (bad) {
+			snprintf(err, errlen, "%s: %d event shard(s) cannot be opened or migrated (see the log)",
+				 sp->dir, bad);
+			return MP_E_STORE;
+		}
+	}
 	if (pthread_create(&sp->writer, NULL, store_writer_main, sp) != 0) {
 		snprintf(err, errlen, "cannot start writer thread");
 		return MP_E_NOMEM;
@@ -1097,6 +1135,18 @@ enum mp_err store_write(struct store_project *sp, struct store_batch *b)
 	pthread_cond_destroy(&w.cv);
 	b->done = NULL;
 	return b->rc;
+}
+
+int store_project_healthy(struct store_project *sp, char *why, size_t n)
+{
+	int ok;
+
+	pthread_mutex_lock(&sp->mu);
+	ok = sp->last_error[0] == '\0';
+	if (!ok && why && n)
+		snprintf(why, n, "%s", sp->last_error);
+	pthread_mutex_unlock(&sp->mu);
+	return ok;
 }
 
 int64_t store_event_count(struct store_project *sp)

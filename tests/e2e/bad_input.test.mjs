@@ -21,8 +21,11 @@ before(async () => {
   small = await startServer({ server: { max_body_bytes: SMALL } });
 });
 after(async () => {
-  for (const s of [srv, small]) {
-    assert.equal(await s.stop(), 0, 'server exit code');
+  // stop both before asserting, so a failed check never leaves a server running
+  const codes = [];
+  for (const s of [srv, small]) if (s) codes.push(await s.stop());
+  for (const [i, s] of [srv, small].entries()) {
+    assert.equal(codes[i], 0, 'server exit code; stderr:\n' + s.log());
     assert.ok(sanitizerClean(s.log()), 'sanitizer report:\n' + s.log());
   }
 });

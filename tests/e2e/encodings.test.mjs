@@ -165,6 +165,23 @@ test('NDJSON body on /import (Content-Type: application/x-ndjson)', async () => 
   await assertStored(sent, { imp: true });
 });
 
+test('NDJSON body on /import sent as application/json (whole-body parse fails, every line parses)', async () => {
+  const sent = [ev('enc ndjson ct', 'enc-ndj-1'), ev('enc ndjson ct', 'enc-ndj-2')];
+  const body = sent.map((e) => JSON.stringify(e)).join('\r\n');
+  const res = await send(srv, { method: 'POST', path: '/import', headers: [JSONCT, basicOf(DEMO.api_secret)], body });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.text, '{"code":200,"num_records_imported":2,"status":"OK"}');
+  await assertStored(sent, { imp: true });
+});
+
+test('POST with an empty body and `data` in the query string (§3.4 step 5)', async () => {
+  const e = ev('enc post query', 'enc-pq-1');
+  const res = await send(srv, { method: 'POST', path: `/track/?verbose=1&data=${encodeURIComponent(b64json(e))}`, headers: [FORM], body: '' });
+  assert.equal(res.status, 200);
+  assert.equal(res.text, VERBOSE_OK);
+  await assertStored([e]);
+});
+
 test('sendBeacon: POST with Content-Type text/plain;charset=UTF-8 and a form body', async () => {
   const e = ev('enc beacon', 'enc-beacon-1', { $current_url: 'https://example.com/?a=1&b=2' });
   const res = await send(srv, { method: 'POST', path: '/track/?ip=1&_=1717100000000',

@@ -12,7 +12,10 @@ const VERBOSE_OK = '{"status":1,"error":null}';
 const AUTH = ['Authorization', 'Basic ' + Buffer.from(DEMO.api_secret + ':').toString('base64')];
 
 let srv;
-before(async () => { srv = await startServer(); });
+// A second project with Original ID merge: the sent distinct_id is kept there.
+const ORIG = { name: 'orig', id: 2, token: 'orig-token', api_secret: 'orig-secret', timezone: 'UTC', identity: 'original' };
+
+before(async () => { srv = await startServer({ projects: [DEMO, ORIG] }); });
 after(async () => {
   assert.equal(await srv.stop(), 0, 'server exit code');
   assert.ok(sanitizerClean(srv.log()), srv.log());
@@ -143,6 +146,12 @@ test('pitfall 4: time as float seconds, int seconds, milliseconds, numeric strin
   assert.equal(byId(s, 'p4-int'), 1717200001);
   assert.equal(byId(s, 'p4-ms'), 1717200002);
   assert.equal(byId(s, 'p4-str'), 1717200003);
+  // /track: a time in the future is replaced by the receive time
+  const before = Date.now();
+  assert.equal((await postForm(srv, '/track', ev('p4 future', 'p4-future', { time: Date.now() / 1000 + 86400 }))).text, '1');
+  const afterMs = Date.now();
+  const [fut] = await stored(['p4 future']);
+  assert.ok(fut.properties.time >= before - 1000 && fut.properties.time <= afterMs + 1000, `clamped to now: ${fut.properties.time}`);
 });
 
 test('pitfall 5: plain vs verbose answers, byte-exact, with their Content-Type', async () => {
@@ -180,6 +189,17 @@ test('pitfall 5: plain vs verbose answers, byte-exact, with their Content-Type',
   r = await postForm(srv, '/import', ev('p5 answers', 'p5-4'), { query: 'strict=1', headers: [AUTH] });
   assert.equal(r.text, '{"code":200,"num_records_imported":1,"status":"OK"}');
   assert.match(r.headers['content-type'], /^application\/json/);
+  // JSONP and pixel forms (spec §4.3, §4.4)
+  r = await postForm(srv, '/track', ev('p5 answers', 'p5-5'), { query: 'callback=mp_cb' });
+  assert.equal(r.text, 'mp_cb(1)');
+  assert.match(r.headers['content-type'], /^text\/javascript/);
+  r = await postForm(srv, '/track', ev('p5 answers', 'p5-6'), { query: 'callback=mp_cb&verbose=1' });
+  assert.equal(r.text, 'mp_cb({"status":1,"error":null})');
+  r = await send(srv, { path: '/track?img=1&data=' + encodeURIComponent(b64json(ev('p5 answers', 'p5-7'))) });
+  assert.equal(r.status, 200);
+  assert.match(r.headers['content-type'], /^image\/gif/);
+  assert.equal(r.body.subarray(0, 6).toString('latin1'), 'GIF89a');
+  assert.equal((await stored(['p5 answers'])).length, 7);
 });
 
 test('pitfall 6: ip and verbose from the query string or the form body, the body winning', async () => {
@@ -342,17 +362,40 @@ test('pitfall 14: $identify (with $anon_distinct_id) and $create_alias are store
 });
 
 test('pitfall 15: simplified ID merge: distinct_id from $user_id (even over a sent distinct_id), else "$device:"+$device_id', async () => {
+  const mk = (iid, props) => ({ event: 'p15 identity', properties: { token: DEMO.token, time: 1717200000, $insert_id: iid, ...props } });
   const sent = [
-    { event: 'p15 identity', properties: { token: DEMO.token, $user_id: 'p15-u1', $device_id: 'p15-d1', time: 1717200000, $insert_id: 'p15-a' } },
-    { event: 'p15 identity', properties: { token: DEMO.token, $device_id: 'p15-d2', time: 1717200000, $insert_id: 'p15-b' } },
-    { event: 'p15 identity', properties: { token: DEMO.token, distinct_id: 'p15-sent', $user_id: 'p15-u3', $device_id: 'p15-d3', time: 1717200000, $insert_id: 'p15-c' } },
+    mk('p15-a', { $user_id: 'p15-u1', $device_id: 'p15-d1' }),
+    mk('p15-b', { $device_id: 'p15-d2' }),
+    mk('p15-c', { distinct_id: 'p15-sent', $user_id: 'p15-u3', $device_id: 'p15-d3' }),
+    mk('p15-d', { distinct_id: 'p15-sent4', $device_id: 'p15-d4' }),
+    mk('p15-e', { distinct_id: '$device:p15-d5', $device_id: 'p15-d5' }),
+    mk('p15-f', { distinct_id: 'p15-only' }),
   ];
   assert.equal((await postForm(srv, '/track', sent)).text, '1');
   const evs = await stored(['p15 identity']);
-  const did = (id) => evs.find((e) => e.properties.$insert_id === id).properties.distinct_id;
-  assert.equal(did('p15-a'), 'p15-u1', 'no distinct_id: $user_id');
-  assert.equal(did('p15-b'), '$device:p15-d2', 'no distinct_id, no $user_id: "$device:"+$device_id');
-  assert.equal(did('p15-c'), 'p15-u3', '$user_id overrides the distinct_id the client sent (spec §2.15, §9.1 rule 1)');
+  const props = (id) => evs.find((e) => e.properties.$insert_id === id).properties;
+  assert.equal(props('p15-a').distinct_id, 'p15-u1', 'no distinct_id: $user_id');
+  assert.equal(props('p15-b').distinct_id, '$device:p15-d2', 'no distinct_id, no $user_id: "$device:"+$device_id');
+  assert.equal(props('p15-e').distinct_id, '$device:p15-d5');
+  assert.equal(props('p15-e').$distinct_id_before_identity, undefined, 'unchanged id: no bookkeeping');
+  assert.equal(props('p15-f').distinct_id, 'p15-only', 'only distinct_id: kept');
+  assert.equal(props('p15-c').distinct_id, 'p15-u3', '$user_id overrides the distinct_id the client sent (spec §2.15, §9.1 rule 1)');
+  assert.equal(props('p15-c').$distinct_id_before_identity, 'p15-sent', 'the sent id is kept (spec §9.5)');
+  assert.equal(props('p15-d').distinct_id, '$device:p15-d4', '$device_id overrides the sent distinct_id (spec §9.1 rule 2)');
+  for (const s of sent) {
+    const e = evs.find((x) => x.properties.$insert_id === s.properties.$insert_id);
+    assert.deepStrictEqual(comparableProps(e, { generatedInsertId: false }), expectedStored(s).props);
+  }
+  // a project with identity = original keeps what was sent, and only fills a missing distinct_id
+  const orig = sent.map((e) => ({ ...e, event: 'p15 original', properties: { ...e.properties, token: ORIG.token } }));
+  assert.equal((await postForm(srv, '/track', orig)).text, '1');
+  const oevs = await exportAll(srv, ORIG.api_secret, { events: ['p15 original'] });
+  const od = (id) => oevs.find((e) => e.properties.$insert_id === id).properties;
+  assert.equal(od('p15-a').distinct_id, 'p15-u1');
+  assert.equal(od('p15-b').distinct_id, '$device:p15-d2');
+  assert.equal(od('p15-c').distinct_id, 'p15-sent');
+  assert.equal(od('p15-c').$distinct_id_before_identity, undefined);
+  assert.equal(od('p15-d').distinct_id, 'p15-sent4');
 });
 
 test.todo('pitfall 16: /engage query `total` is the overall match count — query API, covered by the query issue');

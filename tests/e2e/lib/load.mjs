@@ -62,7 +62,7 @@ export async function postImportJson(srv, events, { secret = DEMO.api_secret, ag
 export async function healthz(srv) {
   const r = await request(`${srv.url}/healthz`);
   if (r.error) throw r.error;
-  return { status: r.status, json: r.status === 200 ? JSON.parse(r.text) : null, text: r.text };
+  return { status: r.status, json: (r.headers["content-type"] || "").includes("json") ? JSON.parse(r.text) : null, text: r.text };
 }
 
 // exportEvents() for http or https servers (self-signed certificates accepted).

@@ -2,9 +2,10 @@
 // the replay / encodings / pitfalls / bad_input tests (what the server should
 // store for a given sent event).
 //
-//   await send(srv, { method, path, headers, body })   one request, raw bytes
+//   await send(srv, { method, path, headers, body, agent })   one request, raw bytes
 //     headers: [[name, value], ...] sent in that order and case; Host and
-//     Content-Length are added unless given (contentLength: false = none).
+//     Content-Length are added unless given (contentLength: false = none);
+//     agent: false (default: a new connection, closed after) or an http.Agent.
 //     Resolves { status, headers (lower-case names), rawHeaders, body (Buffer), text, json() }.
 //   await sendHeadersFirst(srv, {...})   send the head, wait for an early answer
 //   await sendChunked(srv, {...})        Transfer-Encoding: chunked body
@@ -65,18 +66,18 @@ function toBuf(body) {
 }
 
 // One request with exactly the given method, target, headers and body.
-export function send(srv, { method = 'GET', path: target = '/', headers = [], body = null, contentLength = true, timeout = 15000 } = {}) {
+export function send(srv, { method = 'GET', path: target = '/', headers = [], body = null, contentLength = true, timeout = 15000, agent = false } = {}) {
   const buf = toBuf(body);
   const len = contentLength === false ? null
     : typeof contentLength === 'number' ? contentLength
       : buf ? buf.length : (method === 'POST' || method === 'PUT' ? 0 : null);
   const { host, port } = urlParts(srv);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, method, path: target, agent: false, setHost: false,
+    const req = http.request({ host, port, method, path: target, agent, setHost: false,
       headers: headerArray(srv, headers, { length: len }) }, (res) => {
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
-      res.on('end', () => resolve(finish(res, chunks)));
+      res.on('end', () => resolve({ ...finish(res, chunks), reusedSocket: req.reusedSocket }));
       res.on('error', reject);
     });
     req.setTimeout(timeout, () => req.destroy(new Error(`timeout: ${method} ${target}`)));
@@ -200,19 +201,22 @@ export function timeMs(t) {
   return d >= 1e11 ? Math.round(d) : Math.round(d * 1000);
 }
 
-// distinct_id the server derives when the event has none (ingest.h).
-export function derivedDistinctId(p) {
+// distinct_id the server stores (ingest.h; spec §9.1): with identity = simplified
+// (the default) $user_id, else "$device:"+$device_id, win over the sent value;
+// with identity = original they only fill a missing one.  (ip=1 hashing is not modelled.)
+export function derivedDistinctId(p, identity = 'simplified') {
   const id = (v) => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : null);
-  if (p.distinct_id !== undefined && p.distinct_id !== null) return id(p.distinct_id);
+  const sent = p.distinct_id !== undefined && p.distinct_id !== null ? id(p.distinct_id) : null;
+  if (sent !== null && identity !== 'simplified') return sent;
   if (id(p.$user_id)) return id(p.$user_id);
   if (id(p.$device_id)) return '$device:' + id(p.$device_id);
-  return '';
+  return sent !== null ? sent : '';
 }
 
 // What export should show for a sent event EV (on /track or, import: true, on /import).
 // Returns { event, distinct_id, time_ms (null = receive time), insert_id (null = generated), props }
 // where props is the exported `properties` minus time, mp_processing_time_ms and a generated $insert_id.
-export function expectedStored(ev, { import: imp = false } = {}) {
+export function expectedStored(ev, { import: imp = false, identity = 'simplified' } = {}) {
   const p = ev.properties || {};
   const props = {};
   for (const [k, v] of Object.entries(p)) {
@@ -221,8 +225,10 @@ export function expectedStored(ev, { import: imp = false } = {}) {
     if (imp && k === '$import') continue;
     props[k] = truncDeep(v);
   }
-  const did = derivedDistinctId(p);
+  const did = derivedDistinctId(p, identity);
   props.distinct_id = did;
+  const sent = typeof p.distinct_id === 'string' ? p.distinct_id : typeof p.distinct_id === 'number' ? String(p.distinct_id) : '';
+  if (sent && sent !== did && !('$distinct_id_before_identity' in props)) props.$distinct_id_before_identity = sent;
   const iid = typeof p.$insert_id === 'string' && p.$insert_id !== '' && Buffer.byteLength(p.$insert_id) <= 255 ? p.$insert_id : null;
   if (iid) props.$insert_id = iid;
   if (imp) props.$import = true;
