@@ -44,12 +44,17 @@ static inline enum mp_err buf_putc(struct buf *b, int c)
 }
 __attribute__((warn_unused_result))
 enum mp_err buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends S (N bytes) as a JSON string literal with quotes and escapes. */
+/* Appends S (N bytes) as a JSON string literal with quotes and escapes;
+ * bytes that are not valid UTF-8 become U+FFFD, so the output always is. */
 __attribute__((warn_unused_result))
 enum mp_err buf_json_str(struct buf *b, const char *s, size_t n);
 /* Appends a JSON number the way cJSON prints it (integers without fraction). */
 __attribute__((warn_unused_result))
 enum mp_err buf_json_num(struct buf *b, double d);
+/* Length (1-4) of the valid UTF-8 sequence at S with N bytes left, or 0
+ * if the bytes there are not UTF-8 (overlong forms and surrogates too). */
+size_t buf_utf8_seq(const unsigned char *s, size_t n);
+
 /* Appends an unsigned LEB128 varint. */
 __attribute__((warn_unused_result))
 enum mp_err buf_varint(struct buf *b, uint64_t v);

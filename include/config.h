@@ -20,6 +20,9 @@
  *                          the first X-Forwarded-For address)
  *             tls_cert, tls_key (PEM file paths; both or neither; files are
  *                                read at load time and must exist)
+ *             path_prefix (default empty; e.g. "/mp": every route is also
+ *                          answered under the prefix, for SDKs whose host
+ *                          setting carries a path, spec pitfall 7)
  *   [storage] data_dir (default ./data), shard_period (month|day, default month),
  *             sync (normal|full, default normal)
  *   [project.NAME]  NAME is [A-Za-z0-9_-]{1,64}; id (1..2^31-1, required),
@@ -61,6 +64,7 @@ struct config {
 	int max_events_per_request;
 	int track_max_age_days;
 	int trust_proxy;
+	char *path_prefix;  /* NULL or "" = none */
 	char *tls_cert;     /* path or NULL */
 	char *tls_key;      /* path or NULL */
 	char *tls_cert_pem; /* file contents, NUL-terminated, or NULL */

@@ -32,7 +32,8 @@ struct http_ingest_outcome {
 	int endpoint_import;        /* /import */
 	int strict_shape;           /* answer with the strict JSON (modern /import, strict=1) */
 	int verbose;                /* verbose=1 */
-	const char *callback;       /* JSONP function name or NULL */
+	const char *callback;       /* JSONP function name or NULL; ignored unless it is a
+				       (dotted) identifier of at most 64 characters */
 	int img;                    /* img=1 */
 	enum mp_err decode_rc;      /* MP_OK, or why the payload could not be decoded / too many records */
 	const char *decode_err;

@@ -99,26 +99,74 @@ enum mp_err buf_printf(struct buf *b, const char *fmt, ...)
 	return MP_OK;
 }
 
+/* Length of the valid UTF-8 sequence at S (N bytes left), 0 if invalid. */
+size_t buf_utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
+			return 0; /* overlong, or a UTF-16 surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
 enum mp_err buf_json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
 	enum mp_err rc;
-	size_t i, need = 2;
+	size_t i, k, need = 2;
 
-	/* exact escaped size first, so a string that fits under the cap is taken */
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	/* exact output size first, so a string that fits under the cap is
+	 * taken; bytes that are not UTF-8 become U+FFFD (3 bytes) */
+	for (i = 0; i < n; i += k) {
+		unsigned char c = u[i];
 
+		k = 1;
+		if (c >= 0x80) {
+			k = buf_utf8_seq(u + i, n - i);
+			need += k ? k : 3;
+			k = k ? k : 1;
+			continue;
+		}
 		need += c >= 0x20 && c != '"' && c != '\\' ? 1
 			: (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') ? 2 : 6;
 	}
 	if ((rc = buf_reserve(b, need)) != MP_OK)
 		return rc;
 	b->data[b->len++] = '"';
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	for (i = 0; i < n; i += k) {
+		unsigned char c = u[i];
 		char *o = b->data + b->len;
 
+		k = 1;
+		if (c >= 0x80) {
+			k = buf_utf8_seq(u + i, n - i);
+			if (k) {
+				memcpy(o, u + i, k);
+				b->len += k;
+			} else {
+				memcpy(o, "\xef\xbf\xbd", 3);
+				b->len += 3;
+				k = 1;
+			}
+			continue;
+		}
 		if (c >= 0x20 && c != '"' && c != '\\') {
 			*o = (char)c;
 			b->len++;

@@ -386,6 +386,22 @@ static enum mp_err config_set_tls_key(struct config_parser *p, const char *key, 
 	return config_nonempty_str(p, key, &p->cfg->tls_key, val);
 }
 
+static enum mp_err config_set_path_prefix(struct config_parser *p, const char *key, const char *val)
+{
+	size_t n = strlen(val);
+	char shown[CONFIG_SHOW_MAX + 8];
+
+	if (n == 0)
+		return config_set_str(p, &p->cfg->path_prefix, val);
+	if (val[0] != '/' || val[n - 1] == '/' || n > 64 ||
+	    strspn(val, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n) {
+		config_show(val, shown, sizeof shown);
+		return KEY_FAIL(p, key, "'%s' must start with '/', not end with '/', and use only "
+			       "letters, digits and / _ . - (at most 64 bytes)", shown);
+	}
+	return config_set_str(p, &p->cfg->path_prefix, val);
+}
+
 static const struct config_key config_server_keys[] = {
 	{ "bind", config_set_bind },
 	{ "port", config_set_port },
@@ -396,6 +412,7 @@ static const struct config_key config_server_keys[] = {
 	{ "trust_proxy", config_set_trust_proxy },
 	{ "tls_cert", config_set_tls_cert },
 	{ "tls_key", config_set_tls_key },
+	{ "path_prefix", config_set_path_prefix },
 	{ NULL, NULL }
 };
 
@@ -979,6 +996,7 @@ void config_free(struct config *cfg)
 	}
 	free(cfg->projects);
 	free(cfg->bind);
+	free(cfg->path_prefix);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	free(cfg->tls_cert_pem);

@@ -130,10 +130,28 @@ void http_reply_healthz(struct http_reply *rep, const struct config *cfg, const 
 }
 
 /* The classic 1/0 (or verbose, JSONP, pixel) answer. */
+/* A JSONP callback must be a plain (dotted) JavaScript identifier: anything
+ * else would let a request inject script into our answer. */
+static int http_reply_callback_ok(const char *cb)
+{
+	size_t i, n;
+
+	if (!cb || !cb[0] || (n = strlen(cb)) > 64)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = cb[i];
+		int alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' || c == '$';
+
+		if (!alpha && !(i > 0 && ((c >= '0' && c <= '9') || (c == '.' && cb[i - 1] != '.'))))
+			return 0;
+	}
+	return cb[n - 1] != '.';
+}
+
 static void http_reply_classic(struct http_reply *rep, const struct http_ingest_outcome *o,
 			       int status, int ok, const char *error)
 {
-	int js = o->callback && o->callback[0];
+	int js = http_reply_callback_ok(o->callback);
 
 	if (o->img && !js) {
 		http_reply_init(rep, status, "image/gif");

@@ -83,11 +83,14 @@ struct req {
 
 /* ---------- small helpers ---------- */
 
-static enum route http_route(const char *url)
+static enum route http_route(const char *url, const char *prefix)
 {
 	char p[128];
-	size_t n = strlen(url);
+	size_t n, pl = prefix ? strlen(prefix) : 0;
 
+	if (pl && !strncmp(url, prefix, pl) && url[pl] == '/')
+		url += pl;
+	n = strlen(url);
 	if (n >= sizeof p)
 		return R_NONE;
 	memcpy(p, url, n + 1);
@@ -621,12 +624,12 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 		return MHD_NO; /* out of memory in the URI callback */
 	if (r->state == RS_NEW) {
 		const char *cl;
-		int ingest, get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+		int ingest, head = !strcmp(method, "HEAD"), get = !strcmp(method, "GET");
 		int post = !strcmp(method, "POST");
 
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
-		r->route = http_route(url);
+		r->route = http_route(url, srv->cfg->path_prefix);
 		r->state = RS_BODY;
 		if (!strcmp(method, "OPTIONS")) {
 			struct http_reply rep;
@@ -638,7 +641,8 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 		if (r->route == R_NONE)
 			return http_send_error(r, 404, "unknown path %s", r->path);
 		ingest = r->route == R_TRACK || r->route == R_ENGAGE || r->route == R_GROUPS || r->route == R_IMPORT;
-		if (!(get || (post && ingest))) {
+		/* HEAD only where answering has no side effect */
+		if (!(get || (post && ingest) || (head && !ingest && r->route != R_EXPORT))) {
 			struct http_reply rep;
 
 			http_reply_error(&rep, 405, "method not allowed", r->uri);

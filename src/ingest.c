@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "profile.h"
 
 #define INGEST_MAX_PROPS 255
@@ -53,6 +54,9 @@ int ingest_time_ms(const cJSON *v, int64_t *out)
 	} else if (cJSON_IsString(v)) {
 		char *end;
 
+		/* decimal only: strtod would also take hex, "inf" and "nan" */
+		if (!v->valuestring[0] || strspn(v->valuestring, "0123456789.eE+-") != strlen(v->valuestring))
+			return 0;
 		errno = 0;
 		d = strtod(v->valuestring, &end);
 		if (end == v->valuestring || *end || errno)
@@ -117,39 +121,13 @@ static enum mp_err ingest_fail(struct ingest_result *res, size_t index, const cJ
 
 /* ---------- UTF-8 ---------- */
 
-/* Length of the valid UTF-8 sequence at S (N bytes left), 0 if invalid. */
-static size_t ingest_utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
-			return 0; /* overlong, or a UTF-16 surrogate */
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
 static int ingest_utf8_valid(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n = strlen(s), i = 0, k;
 
 	while (i < n) {
-		if (!(k = ingest_utf8_seq(p + i, n - i)))
+		if (!(k = buf_utf8_seq(p + i, n - i)))
 			return 0;
 		i += k;
 	}
@@ -166,7 +144,7 @@ static char *ingest_utf8_repair(const char *s)
 	if (!out)
 		return NULL;
 	while (i < n) {
-		if ((k = ingest_utf8_seq(p + i, n - i))) {
+		if ((k = buf_utf8_seq(p + i, n - i))) {
 			memcpy(out + o, p + i, k);
 			o += k;
 			i += k;
@@ -192,10 +170,48 @@ struct ingest_check {
 /* Check VALUE (a property value at nesting DEPTH) against Mixpanel's limits,
  * truncating long strings and repairing bad UTF-8 in place.  Returns MP_OK,
  * MP_E_INVALID (message in CK) or MP_E_NOMEM. */
+static void ingest_check_fail(struct ingest_check *ck, const char *key, const char *fmt, const char *what)
+	__attribute__((format(printf, 3, 0)));
+
+/* Record why the event is invalid; KEY (a property name) is cut on a
+ * character boundary so the message stays UTF-8. */
+static void ingest_check_fail(struct ingest_check *ck, const char *key, const char *fmt, const char *what)
+{
+	char shown[101];
+
+	snprintf(shown, sizeof shown, "%s", key);
+	profile_utf8_truncate(shown, 40);
+	snprintf(ck->field, sizeof ck->field, "properties.%.40s", shown);
+	snprintf(shown, sizeof shown, "%s", key);
+	profile_utf8_truncate(shown, 100);
+	snprintf(ck->message, sizeof ck->message, fmt, shown, what);
+}
+
+/* Make the string *S valid UTF-8: repaired in place (U+FFFD), or
+ * MP_E_INVALID with STRICT.  S is owned by cJSON (malloc'd). */
+static enum mp_err ingest_fix_utf8(char **s, int strict)
+{
+	char *fixed;
+
+	if (ingest_utf8_valid(*s))
+		return MP_OK;
+	if (strict)
+		return MP_E_INVALID;
+	if (!(fixed = ingest_utf8_repair(*s)))
+		return MP_E_NOMEM;
+	cJSON_free(*s);
+	*s = fixed;
+	return MP_OK;
+}
+
+/* Check VALUE (a property value at nesting DEPTH) against Mixpanel's limits,
+ * truncating long strings and repairing bad UTF-8 (values and nested keys)
+ * in place.  Returns MP_OK, MP_E_INVALID (message in CK) or MP_E_NOMEM. */
 static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, struct ingest_check *ck)
 {
 	cJSON *c;
 	size_t n = 0;
+	enum mp_err rc;
 
 	ck->bytes += (v->string ? strlen(v->string) + 4 : 0) + 8;
 	if (ck->bytes > INGEST_MAX_EVENT_BYTES) {
@@ -205,22 +221,10 @@ static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, stru
 	}
 	if (cJSON_IsString(v)) {
 		ck->bytes += strlen(v->valuestring);
-		if (!ingest_utf8_valid(v->valuestring)) {
-			char *fixed;
-
-			if (ck->strict) {
-				snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
-				snprintf(ck->message, sizeof ck->message, "'properties.%.100s' is not valid UTF-8", key);
-				return MP_E_INVALID;
-			}
-			if (!(fixed = ingest_utf8_repair(v->valuestring)))
-				return MP_E_NOMEM;
-			if (!cJSON_SetValuestring(v, fixed)) {
-				free(fixed);
-				return MP_E_NOMEM;
-			}
-			free(fixed);
-		}
+		if ((rc = ingest_fix_utf8(&v->valuestring, ck->strict)) == MP_E_INVALID)
+			ingest_check_fail(ck, key, "'properties.%s' is not valid UTF-8%s", "");
+		if (rc != MP_OK)
+			return rc;
 		if (strlen(v->valuestring) > INGEST_MAX_STRING)
 			profile_utf8_truncate(v->valuestring, INGEST_MAX_STRING);
 		return MP_OK;
@@ -228,25 +232,26 @@ static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, stru
 	if (!cJSON_IsArray(v) && !cJSON_IsObject(v))
 		return MP_OK;
 	if (depth >= INGEST_MAX_DEPTH) {
-		snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
-		snprintf(ck->message, sizeof ck->message,
-			 "'properties.%.100s' is nested deeper than %d levels", key, INGEST_MAX_DEPTH);
+		ingest_check_fail(ck, key, "'properties.%s' is nested deeper than 3 levels%s", "");
 		return MP_E_INVALID;
 	}
 	for (c = v->child; c; c = c->next) {
-		enum mp_err rc;
-
 		if (++n > INGEST_MAX_ITEMS) {
-			snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
-			snprintf(ck->message, sizeof ck->message, "'properties.%.100s' has more than %d %s",
-				 key, INGEST_MAX_ITEMS, cJSON_IsArray(v) ? "items" : "keys");
+			ingest_check_fail(ck, key, "'properties.%s' has more than 255 %s",
+					  cJSON_IsArray(v) ? "items" : "keys");
 			return MP_E_INVALID;
 		}
-		if (cJSON_IsObject(v) && c->string && strlen(c->string) > INGEST_MAX_KEY) {
-			snprintf(ck->field, sizeof ck->field, "properties.%.40s", key);
-			snprintf(ck->message, sizeof ck->message, "a key inside 'properties.%.100s' is longer than %d bytes",
-				 key, INGEST_MAX_KEY);
-			return MP_E_INVALID;
+		if (cJSON_IsObject(v) && c->string) {
+			if (strlen(c->string) > INGEST_MAX_KEY) {
+				ingest_check_fail(ck, key, "a key inside 'properties.%s' is longer than 255 bytes%s", "");
+				return MP_E_INVALID;
+			}
+			if (!(c->type & cJSON_StringIsConst) &&
+			    (rc = ingest_fix_utf8(&c->string, ck->strict)) != MP_OK) {
+				if (rc == MP_E_INVALID)
+					ingest_check_fail(ck, key, "a key inside 'properties.%s' is not valid UTF-8%s", "");
+				return rc;
+			}
 		}
 		if ((rc = ingest_check_value(c, key, depth + 1, ck)) != MP_OK)
 			return rc;
@@ -489,10 +494,10 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		if (strlen(c->string) > INGEST_MAX_KEY)
 			return ingest_fail(res, index, rec, "properties",
 					   "a property name is longer than %d bytes", INGEST_MAX_KEY);
-		if (!ingest_utf8_valid(c->string))
+		if ((rc = ingest_fix_utf8(&c->string, opts->strict)) == MP_E_INVALID)
 			return ingest_fail(res, index, rec, "properties", "a property name is not valid UTF-8");
-		if (c == iv)
-			continue;
+		if (rc != MP_OK)
+			return rc;
 		if ((rc = ingest_check_value(c, c->string, 0, &ck)) == MP_E_INVALID)
 			return ingest_fail(res, index, rec, ck.field, "%s", ck.message);
 		if (rc != MP_OK)

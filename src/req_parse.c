@@ -946,6 +946,8 @@ static size_t rp_find_raw_json_data(const char *body, size_t len)
 {
 	const char *p = body, *end = body + len;
 
+	if (len == 0)
+		return 0;
 	if (rp_is_raw_json_data(body, len))
 		return 0;
 	while ((p = memchr(p, '&', (size_t)(end - p))) != NULL) {

@@ -1308,7 +1308,8 @@ enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t
 		ex->n_keys++;
 	}
 	closedir(d);
-	qsort(ex->keys, ex->n_keys, sizeof *ex->keys, store_key_cmp);
+	if (ex->n_keys > 1)
+		qsort(ex->keys, ex->n_keys, sizeof *ex->keys, store_key_cmp);
 done:
 	*out = ex;
 	return MP_OK;

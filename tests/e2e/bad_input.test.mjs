@@ -157,7 +157,29 @@ test('body over max_body_bytes with Content-Length: 413 JSON, answered before th
     assert.equal(r.text, TOO_BIG, p);
     assert.match(r.headers['content-type'], /^application\/json/);
     assert.equal(r.early, true, `${p}: the server waited for the body before answering`);
+    assert.equal(r.headers.connection, 'close', `${p}: the unread body must not be taken for a next request`);
   }
+});
+
+test('max_body_bytes boundary: 65536 bytes accepted, 65537 refused (Content-Length, chunked and inflated gzip alike)', async () => {
+  const mk = (n, iid) => {
+    const base = JSON.stringify([ev('bad boundary', iid)]);
+    return base + ' '.repeat(n - Buffer.byteLength(base));
+  };
+  let r = await send(small, { method: 'POST', path: '/track', headers: [JSONCT], body: mk(SMALL, 'bbd-1') });
+  assert.equal(r.text, '1');
+  r = await sendChunked(small, { method: 'POST', path: '/track', headers: [JSONCT], chunks: [mk(SMALL, 'bbd-2')] });
+  assert.equal(r.text, '1');
+  r = await send(small, { method: 'POST', path: '/track', headers: [JSONCT, ['Content-Encoding', 'gzip']], body: gzip(mk(SMALL, 'bbd-3')) });
+  assert.equal(r.text, '1');
+  r = await send(small, { method: 'POST', path: '/track', headers: [JSONCT], body: mk(SMALL + 1, 'bbd-4') });
+  assert.equal(r.status, 413);
+  assert.equal(r.text, TOO_BIG);
+  r = await sendChunked(small, { method: 'POST', path: '/track', headers: [JSONCT], chunks: [mk(SMALL + 1, 'bbd-5')] });
+  assert.equal(r.status, 413);
+  r = await send(small, { method: 'POST', path: '/track', headers: [JSONCT, ['Content-Encoding', 'gzip']], body: gzip(mk(SMALL + 1, 'bbd-6')) });
+  assert.equal(r.status, 413);
+  assert.deepEqual((await stored(['bad boundary'], small)).map((e) => e.properties.$insert_id).sort(), ['bbd-1', 'bbd-2', 'bbd-3']);
 });
 
 test('body over max_body_bytes with chunked transfer encoding (no Content-Length): 413 JSON', async () => {

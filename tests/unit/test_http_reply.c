@@ -509,22 +509,49 @@ static void decide_answers_the_universal_empty_configuration(void)
 	http_reply_free(&rep);
 }
 
+static const char HEALTHZ_CFG[] = "[project.p]\nid = 1\ntoken = t1\napi_secret = s1\n"
+				   "[project.q-2]\nid = 2147483647\ntoken = t2\napi_secret = s2\n";
+
 static void healthz_lists_projects_with_ids_and_event_counts(void)
 {
-	static const char text[] = "[project.p]\nid = 1\ntoken = t1\napi_secret = s1\n"
-				   "[project.q-2]\nid = 2147483647\ntoken = t2\napi_secret = s2\n";
 	struct config *cfg = NULL;
 	char err[256];
 	int64_t counts[2] = { 7, INT64_C(12345678901) };
+	const char *const no_problems[2] = { NULL, NULL };
 	struct http_reply rep;
 
-	CHECK_INT(config_parse(text, strlen(text), "t.ini", &cfg, err, sizeof err), MP_OK);
+	CHECK_INT(config_parse(HEALTHZ_CFG, strlen(HEALTHZ_CFG), "t.ini", &cfg, err, sizeof err), MP_OK);
 	if (!cfg)
 		return;
-	http_reply_healthz(&rep, cfg, counts, 42, "1.2.3");
+	http_reply_healthz(&rep, cfg, counts, NULL, 42, "1.2.3");
 	REPLY_IS(&rep, 200, "application/json",
 		 "{\"status\":\"ok\",\"version\":\"1.2.3\",\"uptime_s\":42,\"projects\":{"
 		 "\"p\":{\"id\":1,\"events\":7},\"q-2\":{\"id\":2147483647,\"events\":12345678901}}}");
+	http_reply_free(&rep);
+	http_reply_healthz(&rep, cfg, counts, no_problems, 0, "v");
+	REPLY_IS(&rep, 200, "application/json",
+		 "{\"status\":\"ok\",\"version\":\"v\",\"uptime_s\":0,\"projects\":{"
+		 "\"p\":{\"id\":1,\"events\":7},\"q-2\":{\"id\":2147483647,\"events\":12345678901}}}");
+	http_reply_free(&rep);
+	config_free(cfg);
+}
+
+static void healthz_with_a_failing_project_is_503_degraded_with_its_error(void)
+{
+	struct config *cfg = NULL;
+	char err[256];
+	int64_t counts[2] = { 7, 0 };
+	const char *const problems[2] = { NULL, "storage unavailable (disk \"full\")" };
+	struct http_reply rep;
+
+	CHECK_INT(config_parse(HEALTHZ_CFG, strlen(HEALTHZ_CFG), "t.ini", &cfg, err, sizeof err), MP_OK);
+	if (!cfg)
+		return;
+	http_reply_healthz(&rep, cfg, counts, problems, 5, "1.2.3");
+	REPLY_IS(&rep, 503, "application/json",
+		 "{\"status\":\"degraded\",\"version\":\"1.2.3\",\"uptime_s\":5,\"projects\":{"
+		 "\"p\":{\"id\":1,\"events\":7},"
+		 "\"q-2\":{\"id\":2147483647,\"events\":0,\"error\":\"storage unavailable (disk \\\"full\\\")\"}}}");
 	http_reply_free(&rep);
 	config_free(cfg);
 }
@@ -638,6 +665,7 @@ int main(void)
 	TEST_RUN(preflight_is_204_allowing_methods_and_requested_headers);
 	TEST_RUN(decide_answers_the_universal_empty_configuration);
 	TEST_RUN(healthz_lists_projects_with_ids_and_event_counts);
+	TEST_RUN(healthz_with_a_failing_project_is_503_degraded_with_its_error);
 	TEST_RUN(header_list_is_capped_and_values_are_cut_to_127_bytes);
 	TEST_RUN(parse_date_gives_utc_midnight_in_ms);
 	TEST_RUN(parse_date_rejects_impossible_dates);
