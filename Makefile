@@ -12,7 +12,7 @@
 
 PKGS      := libmicrohttpd sqlite3 libcjson libcurl openssl zlib
 DEB_PKGS  := libmicrohttpd-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config
-TOOL_PKGS := clang libclang-rt-dev nodejs npm openssl sqlite3 curl
+TOOL_PKGS := clang libclang-rt-dev nodejs npm openssl sqlite3 curl chromium
 
 CC      ?= cc
 ifeq ($(SAN),1)
@@ -64,16 +64,18 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
 	else echo "deps: all libraries present"; fi
 
-# Tools the tests use: clang + sanitizer runtimes, node/npm, openssl, sqlite3 CLI.
+# Tools the tests use: clang + sanitizer runtimes, node/npm, openssl, the sqlite3
+# CLI, Chromium for the browser test; then the npm packages of tests/e2e.
 test-deps: deps
-	@need=""; for p in $(TOOL_PKGS); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
-	if [ -n "$$need" ] && ! { [ "$$need" = " nodejs npm" ] && command -v node >/dev/null && command -v npm >/dev/null; }; then \
-	  for p in $$need; do case $$p in nodejs|npm) command -v $$p >/dev/null && continue;; esac; real="$$real $$p"; done; \
-	  if [ -n "$$real" ]; then echo "test-deps: installing$$real"; \
-	    if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root (or install:$$real)"; exit 1; fi; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$real >/dev/null; fi; \
-	fi
-	@cd tests/e2e && if [ ! -d node_modules/mixpanel ]; then npm install --no-audit --no-fund --silent >/dev/null && echo "test-deps: npm packages installed"; fi
+	@real=""; for p in $(TOOL_PKGS); do \
+	  case $$p in nodejs) command -v node >/dev/null && continue;; npm) command -v npm >/dev/null && continue;; esac; \
+	  dpkg -s $$p >/dev/null 2>&1 || real="$$real $$p"; done; \
+	if [ -n "$$real" ]; then echo "test-deps: installing$$real"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "test-deps: run as root (or install:$$real)"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$real >/dev/null; fi
+	@cd tests/e2e && if [ ! -f node_modules/.installed ] || [ package.json -nt node_modules/.installed ] || \
+	    [ package-lock.json -nt node_modules/.installed ]; then \
+	  npm install --no-audit --no-fund --silent >/dev/null && touch node_modules/.installed && echo "test-deps: npm packages installed"; fi
 
 $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -501,6 +502,83 @@ static void distinct_id_of_another_type_or_too_long_fails(void)
 	ONE_FAILURE(&r, "properties.distinct_id", "'properties.distinct_id' is longer than 255 bytes");
 	ingest_result_free(&r);
 	free(long_id);
+}
+
+/* ---------- identity (spec §9.1) ---------- */
+
+static void simplified_identity_prefers_user_id_and_keeps_the_sent_id(void)
+{
+	struct ingest_result r;
+	const struct store_event *e;
+
+	CHECK_INT(TRACK1("'distinct_id':'x','$user_id':'u1','$device_id':'d1'", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "u1");
+	CHECK_STR(prop_str(e, "$distinct_id_before_identity"), "x");
+	ingest_result_free(&r);
+	CHECK_INT(TRACK1("'distinct_id':'anon-1','$device_id':'d1'", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "$device:d1");
+	CHECK_STR(prop_str(e, "$distinct_id_before_identity"), "anon-1");
+	ingest_result_free(&r);
+}
+
+static void simplified_identity_does_not_record_an_unchanged_id(void)
+{
+	struct ingest_result r;
+	const struct store_event *e;
+
+	CHECK_INT(TRACK1("'distinct_id':'$device:d1','$device_id':'d1'", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "$device:d1");
+	CHECK(e && !cJSON_GetObjectItemCaseSensitive(e->props, "$distinct_id_before_identity"));
+	ingest_result_free(&r);
+	CHECK_INT(TRACK1("'distinct_id':'u1','$user_id':'u1'", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "u1");
+	CHECK(e && !cJSON_GetObjectItemCaseSensitive(e->props, "$distinct_id_before_identity"));
+	ingest_result_free(&r);
+	CHECK_INT(TRACK1("'distinct_id':'x'", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "x");
+	CHECK(e && !cJSON_GetObjectItemCaseSensitive(e->props, "$distinct_id_before_identity"));
+	ingest_result_free(&r);
+}
+
+static void original_identity_keeps_the_sent_id_and_only_fills_a_missing_one(void)
+{
+	static const char text[] = "[project.p]\nid = 1\ntoken = tok1\napi_secret = s\nidentity = original\n";
+	struct config *c = NULL;
+	char err[256];
+	struct ingest_opts o;
+	struct ingest_result r;
+	const struct store_event *e;
+
+	CHECK_INT(config_parse(text, strlen(text), "t.ini", &c, err, sizeof err), MP_OK);
+	if (!c)
+		return;
+	o = opts_for(INGEST_TRACK, 0);
+	o.cfg = c;
+	CHECK_INT(RUN(J("[{'event':'e','properties':{'token':'tok1','distinct_id':'x','$user_id':'u1'}}]"), &o, &r),
+		  MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "x");
+	CHECK(e && !cJSON_GetObjectItemCaseSensitive(e->props, "$distinct_id_before_identity"));
+	ingest_result_free(&r);
+	CHECK_INT(RUN(J("[{'event':'e','properties':{'token':'tok1','$device_id':'d1'}}]"), &o, &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "$device:d1");
+	ingest_result_free(&r);
+	/* /import reads the identity mode of the authenticated project */
+	o = opts_for(INGEST_IMPORT, 0);
+	o.cfg = c;
+	o.project = &c->projects[0];
+	CHECK_INT(RUN(J("[{'event':'e','properties':{'time':1710496000,'distinct_id':'x','$user_id':'u1'}}]"), &o, &r),
+		  MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK_STR(e ? e->distinct_id : NULL, "x");
+	ingest_result_free(&r);
+	config_free(c);
 }
 
 /* ---------- strict import ---------- */
@@ -1105,13 +1183,24 @@ static void invalid_utf8_is_rejected_when_strict(void)
 	ingest_result_free(&r);
 }
 
-static void invalid_utf8_property_name_or_event_name_fails(void)
+static void invalid_utf8_property_name_is_repaired_or_rejected_when_strict(void)
+{
+	struct ingest_result r;
+	const struct store_event *e;
+
+	CHECK_INT(TRACK1("'k\xff':1", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	CHECK(e && cJSON_GetObjectItemCaseSensitive(e->props, "k\xef\xbf\xbd") != NULL);
+	ingest_result_free(&r);
+	CHECK_INT(IMPORT1("'time':1710496000,'distinct_id':'u','$insert_id':'i1','k\xff':1", 1, &r), MP_OK);
+	ONE_FAILURE(&r, "properties", "a property name is not valid UTF-8");
+	ingest_result_free(&r);
+}
+
+static void invalid_utf8_event_name_or_distinct_id_fails(void)
 {
 	struct ingest_result r;
 
-	CHECK_INT(TRACK1("'k\xff':1", &r), MP_OK);
-	ONE_FAILURE(&r, "properties", "a property name is not valid UTF-8");
-	ingest_result_free(&r);
 	CHECK_INT(PREP("[{'event':'e\xff','properties':{'token':'tok1'}}]", INGEST_TRACK, 0, &r), MP_OK);
 	ONE_FAILURE(&r, "event", "'event' is not valid UTF-8");
 	ingest_result_free(&r);
@@ -1147,6 +1236,92 @@ static void invalid_utf8_key_inside_an_object_is_rejected_when_strict(void)
 }
 
 /* ---------- stored property set ---------- */
+
+static void row_fields_and_unstored_keys_are_taken_out_of_properties(void)
+{
+	static const char *const gone[] = { "time", "distinct_id", "token", "ip", "mp_processing_time_ms" };
+	struct ingest_result r;
+	const struct store_event *e;
+	size_t i;
+
+	CHECK_INT(TRACK1("'time':1710496000,'distinct_id':'u1','ip':'1.2.3.4','mp_processing_time_ms':5,'keep':1", &r),
+		  MP_OK);
+	e = ONE_EVENT(&r);
+	for (i = 0; e && i < sizeof gone / sizeof *gone; i++)
+		CHECK(!cJSON_GetObjectItemCaseSensitive(e->props, gone[i]));
+	CHECK(e && cJSON_GetObjectItemCaseSensitive(e->props, "keep"));
+	/* the batch still points at valid strings */
+	CHECK_STR(e ? e->distinct_id : NULL, "u1");
+	CHECK(e && e->time_ms == INT64_C(1710496000000));
+	ingest_result_free(&r);
+}
+
+static void repeated_property_keys_keep_the_last_copy(void)
+{
+	struct ingest_result r;
+	const struct store_event *e;
+
+	CHECK_INT(TRACK1("'a':1,'time':1,'a':2,'distinct_id':'first','time':1710496000,'distinct_id':'last'", &r), MP_OK);
+	e = ONE_EVENT(&r);
+	if (e) {
+		const cJSON *c;
+		int n = 0;
+
+		cJSON_ArrayForEach(c, e->props)
+			n += strcmp(c->string, "a") == 0;
+		CHECK_INT(n, 1);
+		CHECK(cJSON_GetObjectItemCaseSensitive(e->props, "a")->valuedouble == 2);
+		CHECK(e->time_ms == INT64_C(1710496000000));
+		CHECK_STR(e->distinct_id, "last");
+	}
+	ingest_result_free(&r);
+}
+
+/* The property limit must cut off an oversized object promptly: a 10 MB
+ * body holds ~1M keys.  50,000 keys checked in O(n) take milliseconds
+ * (well under the 2 s allowed, even with sanitizers); O(n^2) work on the
+ * keys takes several seconds. */
+static void event_with_50000_keys_is_rejected_promptly(void)
+{
+	struct ingest_opts o = opts_for(INGEST_TRACK, 0);
+	struct ingest_result r;
+	cJSON *arr = cJSON_CreateArray(), *ev = event_with_props(50000);
+	struct timespec a, b;
+	double secs;
+
+	cJSON_AddItemToArray(arr, ev);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK_INT(RUN(arr, &o, &r), MP_OK);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ONE_FAILURE(&r, "properties", "event has more than 255 properties");
+	ingest_result_free(&r);
+	secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	if (secs > 2.0) {
+		fprintf(stderr, "  50000 keys took %.2f s\n", secs);
+		tl_cur_failed = 1;
+	}
+}
+
+static void track_time_before_1971_fails_even_without_an_age_limit(void)
+{
+	static const char text[] = "[server]\ntrack_max_age_days = 0\n[project.p]\nid = 1\ntoken = tok1\napi_secret = s\n";
+	struct config *c = NULL;
+	char err[256];
+	struct ingest_opts o;
+	struct ingest_result r;
+
+	CHECK_INT(config_parse(text, strlen(text), "t.ini", &c, err, sizeof err), MP_OK);
+	if (!c)
+		return;
+	o = opts_for(INGEST_TRACK, 0);
+	o.cfg = c;
+	CHECK_INT(RUN(J("[{'event':'e','properties':{'token':'tok1','time':31535999}}]"), &o, &r), MP_OK);
+	ONE_FAILURE(&r, "properties.time", "'properties.time' is invalid: must be after 1971-01-01");
+	ingest_result_free(&r);
+	config_free(c);
+}
+
+
 
 static void ip_and_processing_time_are_removed(void)
 {
@@ -1353,6 +1528,9 @@ int main(void)
 	TEST_RUN(distinct_id_missing_without_ip_1_is_empty);
 	TEST_RUN(distinct_id_number_becomes_its_decimal_string);
 	TEST_RUN(distinct_id_of_another_type_or_too_long_fails);
+	TEST_RUN(simplified_identity_prefers_user_id_and_keeps_the_sent_id);
+	TEST_RUN(simplified_identity_does_not_record_an_unchanged_id);
+	TEST_RUN(original_identity_keeps_the_sent_id_and_only_fills_a_missing_one);
 	TEST_RUN(strict_import_accepts_a_complete_event);
 	TEST_RUN(strict_import_requires_insert_id);
 	TEST_RUN(strict_import_rejects_malformed_or_blocked_insert_ids);
@@ -1378,9 +1556,14 @@ int main(void)
 	TEST_RUN(invalid_utf8_is_repaired_when_not_strict);
 	TEST_RUN(invalid_utf8_in_a_nested_string_is_repaired_when_not_strict);
 	TEST_RUN(invalid_utf8_is_rejected_when_strict);
-	TEST_RUN(invalid_utf8_property_name_or_event_name_fails);
+	TEST_RUN(invalid_utf8_property_name_is_repaired_or_rejected_when_strict);
+	TEST_RUN(invalid_utf8_event_name_or_distinct_id_fails);
 	TEST_RUN(invalid_utf8_insert_id_is_repaired_when_not_strict);
 	TEST_RUN(invalid_utf8_key_inside_an_object_is_rejected_when_strict);
+	TEST_RUN(row_fields_and_unstored_keys_are_taken_out_of_properties);
+	TEST_RUN(repeated_property_keys_keep_the_last_copy);
+	TEST_RUN(event_with_50000_keys_is_rejected_promptly);
+	TEST_RUN(track_time_before_1971_fails_even_without_an_age_limit);
 	TEST_RUN(ip_and_processing_time_are_removed);
 	TEST_RUN(import_adds_import_true_once);
 	TEST_RUN(engage_update_names_the_user_and_keeps_the_record);
