@@ -48,7 +48,8 @@ enum mp_err buf_printf(struct buf *b, const char *fmt, ...) __attribute__((forma
  * bytes that are not valid UTF-8 become U+FFFD, so the output always is. */
 __attribute__((warn_unused_result))
 enum mp_err buf_json_str(struct buf *b, const char *s, size_t n);
-/* Appends a JSON number the way cJSON prints it (integers without fraction). */
+/* Appends a JSON number: integral values below 1e18 as integers (-0 as 0),
+ * others with the shortest of %.15g / %.17g that reads back exactly. */
 __attribute__((warn_unused_result))
 enum mp_err buf_json_num(struct buf *b, double d);
 /* Length (1-4) of the valid UTF-8 sequence at S with N bytes left, or 0

@@ -47,7 +47,9 @@ struct store_export;
 /* One validated event.  All pointers are borrowed and must stay valid until
  * the batch's done() has been called. */
 struct store_event {
-	int64_t time_ms;          /* event time, UTC, ms */
+	int64_t time_ms;          /* event time, UTC, ms, in [0, 2^42): outside it the
+				     whole batch fails with MP_E_INVALID (ingest
+				     guarantees 1971 .. now + 1 h) */
 	const char *name;         /* event name, non-empty */
 	const char *distinct_id;  /* "" allowed */
 	const char *insert_id;    /* client $insert_id, or NULL: never deduplicated */

@@ -199,7 +199,7 @@ enum mp_err buf_json_num(struct buf *b, double d)
 
 	if (!isfinite(d))
 		return buf_append(b, "null", 4);
-	if (d == (double)(long long)d && fabs(d) < 1e18) {
+	if (fabs(d) < 1e18 && d == (double)(long long)d) {
 		snprintf(tmp, sizeof tmp, "%lld", (long long)d);
 	} else {
 		snprintf(tmp, sizeof tmp, "%1.15g", d);

@@ -264,7 +264,15 @@ int http_parse_date(const char *s, int64_t *ms)
 	int y, m, d;
 	char tail;
 
-	if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+	static const char shape[] = "dddd-dd-dd";
+	size_t i;
+
+	if (strlen(s) != 10)
+		return -1;
+	for (i = 0; i < 10; i++)
+		if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != '-')
+			return -1;
+	if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
 		return -1;
 	if (y < 1971 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31)
 		return -1;

@@ -213,14 +213,14 @@ static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, stru
 	size_t n = 0;
 	enum mp_err rc;
 
-	ck->bytes += (v->string ? strlen(v->string) + 4 : 0) + 8;
+	ck->bytes += (v->string ? strlen(v->string) + 4 : 0) + 8 +
+		     (cJSON_IsString(v) ? strlen(v->valuestring) : 0);
 	if (ck->bytes > INGEST_MAX_EVENT_BYTES) {
 		snprintf(ck->field, sizeof ck->field, "properties");
 		snprintf(ck->message, sizeof ck->message, "event is larger than 1 MB");
 		return MP_E_INVALID;
 	}
 	if (cJSON_IsString(v)) {
-		ck->bytes += strlen(v->valuestring);
 		if ((rc = ingest_fix_utf8(&v->valuestring, ck->strict)) == MP_E_INVALID)
 			ingest_check_fail(ck, key, "'properties.%s' is not valid UTF-8%s", "");
 		if (rc != MP_OK)
@@ -378,6 +378,15 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		return ingest_fail(res, index, rec, "event", "'event' must be a non-empty string");
 	if (!cJSON_IsObject(props))
 		return ingest_fail(res, index, rec, "properties", "'properties' must be a JSON object");
+	{
+		/* the cap first: the dedupe below is quadratic in the keys */
+		size_t nk = 0;
+
+		for (c = props->child; c; c = c->next)
+			if (++nk > INGEST_MAX_PROPS)
+				return ingest_fail(res, index, rec, "properties",
+						   "event has more than %d properties", INGEST_MAX_PROPS);
+	}
 	if ((rc = ingest_dedupe_keys(res, props)) != MP_OK)
 		return rc;
 	if (!ingest_project_of(res, opts, cJSON_GetObjectItemCaseSensitive(props, "token"), index, rec,
@@ -579,7 +588,7 @@ static enum mp_err ingest_update(struct ingest_result *res, const struct ingest_
 	    !cJSON_GetObjectItemCaseSensitive(rec, "$set") && !cJSON_GetObjectItemCaseSensitive(rec, "$set_once") &&
 	    !cJSON_GetObjectItemCaseSensitive(rec, "$unset") && !cJSON_GetObjectItemCaseSensitive(rec, "$remove") &&
 	    !cJSON_GetObjectItemCaseSensitive(rec, "$union") && !cJSON_GetObjectItemCaseSensitive(rec, "$delete") &&
-	    !cJSON_GetObjectItemCaseSensitive(rec, "$add"))
+	    !cJSON_GetObjectItemCaseSensitive(rec, "$add") && !cJSON_GetObjectItemCaseSensitive(rec, "$merge"))
 		return ingest_fail(res, index, rec, "$append", "$append is not supported for group profiles");
 	u = &res->batch.updates[res->batch.n_updates++];
 	memset(u, 0, sizeof *u);

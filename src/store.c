@@ -1205,6 +1205,7 @@ struct store_export {
 	size_t *dict_len;
 	size_t n_dict;
 	int64_t iid_key;        /* dict id of "$insert_id" in this shard, 0 if none */
+	int empty;              /* current shard has no schema yet: nothing to read */
 	char key[16];
 };
 
@@ -1235,6 +1236,7 @@ static void store_export_close_shard(struct store_export *ex)
 	ex->dict_len = NULL;
 	ex->n_dict = 0;
 	ex->iid_key = 0;
+	ex->empty = 0;
 }
 
 void store_export_close(struct store_export *ex)
@@ -1344,6 +1346,19 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 	/* one read transaction so the dict and the events are one snapshot */
 	if ((rc = store_exec(ex->db, "BEGIN")) != MP_OK)
 		return rc;
+	/* a shard the writer is creating right now (or a crash left before its
+	 * first migration committed) has no tables yet: it holds no events */
+	if (sqlite3_prepare_v2(ex->db, "SELECT count(*) FROM sqlite_master WHERE name='events'", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return MP_E_STORE;
+	}
+	if (sqlite3_column_int(st, 0) == 0) {
+		sqlite3_finalize(st);
+		ex->empty = 1;
+		return MP_OK;
+	}
+	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(ex->db, "SELECT coalesce(max(id),0) FROM dict", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
@@ -1430,6 +1445,10 @@ int store_export_next(struct store_export *ex, struct buf *out)
 			store_export_close_shard(ex);
 			if ((rc = store_export_open_shard(ex, ex->keys[ex->next_key++])) != MP_OK)
 				return -(int)rc;
+			if (ex->empty) {
+				store_export_close_shard(ex);
+				continue;
+			}
 		}
 		r = sqlite3_step(ex->st);
 		if (r == SQLITE_DONE) {

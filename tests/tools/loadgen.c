@@ -5,21 +5,29 @@
  *   loadgen --url http://127.0.0.1:PORT/path?query --connections N
  *           --duration S [--warmup S] [--requests N] [--timeout S]
  *           ( --gen track1|track50|import2000|trackN|importN [--token T]
- *             [--pool N] [--wrap] [--seed N]
+ *             [--pool N] [--wrap] [--seed N] [--times uniform|live]
  *           | --body-file F | --bodies-dir D ) [--events-per-request N]
  *           [--header 'K: V']... [--method POST|GET]
  *           [--expect 1|json200|verbose|any] [--label NAME]
+ *
+ * --pool is the number of distinct requests built (default --requests, or
+ * 10000); --requests caps the requests sent; --timeout (default 30 s) is
+ * both the per-request timeout and the drain deadline.  --expect defaults
+ * to "1" for --gen track*, "json200" for --gen import* (which also checks
+ * num_records_imported), "any" otherwise.
  *
  * Why our own generator: the server deduplicates events on $insert_id, so
  * replaying one body (as wrk or ab do) would measure the dedup path, not
  * ingestion.  --gen builds a pool of distinct, realistic requests: skewed
  * event names (Zipf over 20), 8 properties, distinct_ids over 200k users,
- * times within the last 2 days, a unique $insert_id per event.  The /track
+ * times within the last 2 days (uniformly by default; --times live: seconds
+ * old but 2% queued offline), a unique $insert_id per event.  The /track
  * bodies are what the browser SDK sends (`data=` + percent-encoded base64
  * of the JSON, one object or an array), /import bodies a JSON array.
  *
- * Model: one thread, one epoll set, N keep-alive connections, at most one
- * request in flight per connection (no pipelining).  Every request's bytes
+ * Model: one thread, one epoll set, N keep-alive connections (opened one
+ * after the other, as clients arrive over time), at most one request in
+ * flight per connection (no pipelining).  Every request's bytes
  * are built before the clock starts; the timed loop only writes, reads and
  * parses the status line and headers, so the generator costs little CPU.
  *
@@ -345,8 +353,9 @@ static void lg_user_id(struct sb *b, size_t u)
 			s[i] = '-';
 			continue;
 		}
-		if (i == 14) {
-			s[i] = '4';
+		if (i == 14 || i == 19) {
+			/* version 4, variant 10xx */
+			s[i] = i == 14 ? '4' : "89ab"[h2 >> 62];
 			continue;
 		}
 		s[i] = hex[(k < 16 ? h1 >> (4 * k) : h2 >> (4 * (k - 16))) & 15];
@@ -1306,6 +1315,7 @@ static void lg_usage(FILE *f)
 	fputs("usage: loadgen --url http://HOST:PORT/PATH[?QUERY] [--connections N] [--duration S]\n"
 	      "               [--warmup S] [--requests N] [--timeout S] [--label NAME]\n"
 	      "               (--gen trackN|importN [--token T] [--pool N] [--wrap] [--seed N]\n"
+	      "                [--times uniform|live]\n"
 	      "                | --body-file F | --bodies-dir D) [--events-per-request N]\n"
 	      "               [--header 'K: V']... [--method POST|GET] [--expect 1|json200|verbose|any]\n",
 	      f);

@@ -124,6 +124,28 @@ static void append_over_the_cap_is_toobig_and_keeps_previous_content(void)
 	buf_free(&b);
 }
 
+static void putc_fills_across_growth_and_stops_at_the_cap(void)
+{
+	struct buf b;
+	char want[600];
+	int i;
+	enum mp_err rc = MP_OK;
+
+	buf_init(&b, 600);
+	for (i = 0; i < 600 && rc == MP_OK; i++) {
+		want[i] = (char)('0' + i % 10);
+		rc = buf_putc(&b, want[i]);
+	}
+	CHECK_INT(rc, MP_OK);
+	CHECK(buf_is(&b, want, 600));
+	CHECK_INT(buf_putc(&b, 'x'), MP_E_TOOBIG);
+	CHECK(buf_is(&b, want, 600));
+	buf_reset(&b);
+	CHECK_INT(buf_putc(&b, 'y'), MP_OK);
+	CHECK(buf_is(&b, "y", 1));
+	buf_free(&b);
+}
+
 static void printf_formats_and_fills_exactly_to_the_cap(void)
 {
 	struct buf b;
@@ -252,6 +274,64 @@ static void json_str_output_parses_back_to_the_input(void)
 		CHECK(strcmp(v->valuestring, in) == 0);
 	cJSON_Delete(v);
 	buf_free(&b);
+}
+
+static void json_str_replaces_bytes_that_are_not_utf8_with_fffd(void)
+{
+	static const struct { const char *in, *want; } cases[] = {
+		{ "a\xff" "b", "\"a\xef\xbf\xbd" "b\"" },
+		{ "\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\"" },                     /* overlong '/' */
+		{ "\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"" },   /* surrogate */
+		{ "x\xe2\x82", "\"x\xef\xbf\xbd\xef\xbf\xbd\"" },                   /* cut at the end */
+		{ "\xf5\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\"" },
+		{ "\xef\xbf\xbd", "\"\xef\xbf\xbd\"" },                              /* U+FFFD itself */
+		{ "\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\"" },                      /* U+10FFFF */
+	};
+	struct buf b;
+	size_t i;
+
+	buf_init(&b, 1000);
+	for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+		buf_reset(&b);
+		CHECK_INT(buf_json_str(&b, cases[i].in, strlen(cases[i].in)), MP_OK);
+		if (!buf_is(&b, cases[i].want, strlen(cases[i].want))) {
+			fprintf(stderr, "  case %zu: got %zu bytes \"%s\"\n", i, b.len, b.data);
+			tl_cur_failed = 1;
+		}
+	}
+	buf_free(&b);
+	/* the replacement counts towards the cap: 2 quotes + 3 bytes */
+	buf_init(&b, 5);
+	CHECK_INT(buf_json_str(&b, "\xff", 1), MP_OK);
+	CHECK(buf_is(&b, "\"\xef\xbf\xbd\"", 5));
+	buf_free(&b);
+	buf_init(&b, 4);
+	CHECK_INT(buf_json_str(&b, "\xff", 1), MP_E_TOOBIG);
+	CHECK_INT(b.len, 0);
+	buf_free(&b);
+}
+
+static void utf8_seq_gives_the_length_of_a_valid_sequence_or_0(void)
+{
+	static const struct { const char *s; size_t n, want; } cases[] = {
+		{ "a", 1, 1 }, { "\x7f", 1, 1 },
+		{ "\xc3\xa9", 2, 2 }, { "\xc3", 1, 0 }, { "\xc3" "a", 2, 0 }, { "\xc1\xbf", 2, 0 }, { "\xc2\x80", 2, 2 },
+		{ "\xe2\x82\xac", 3, 3 }, { "\xe2\x82", 2, 0 }, { "\xe0\x80\x80", 3, 0 }, { "\xe0\xa0\x80", 3, 3 },
+		{ "\xed\x9f\xbf", 3, 3 }, { "\xed\xa0\x80", 3, 0 }, { "\xef\xbf\xbf", 3, 3 },
+		{ "\xf0\x9f\x98\x80", 4, 4 }, { "\xf0\x8f\xbf\xbf", 4, 0 }, { "\xf4\x8f\xbf\xbf", 4, 4 },
+		{ "\xf4\x90\x80\x80", 4, 0 }, { "\xf0\x9f\x98", 3, 0 }, { "\xf5\x80\x80\x80", 4, 0 },
+		{ "\x80", 1, 0 }, { "\xbf", 1, 0 }, { "\xfe", 1, 0 }, { "\xff", 1, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+		size_t got = buf_utf8_seq((const unsigned char *)cases[i].s, cases[i].n);
+
+		if (got != cases[i].want) {
+			fprintf(stderr, "  buf_utf8_seq case %zu: %zu, want %zu\n", i, got, cases[i].want);
+			tl_cur_failed = 1;
+		}
+	}
 }
 
 /* The contract: TOOBIG only "when the cap would be exceeded".  "abc" takes
@@ -452,6 +532,7 @@ int main(void)
 	TEST_RUN(append_of_zero_bytes_gives_empty_terminated_string);
 	TEST_RUN(append_up_to_the_cap_succeeds_and_one_more_byte_is_toobig);
 	TEST_RUN(append_over_the_cap_is_toobig_and_keeps_previous_content);
+	TEST_RUN(putc_fills_across_growth_and_stops_at_the_cap);
 	TEST_RUN(printf_formats_and_fills_exactly_to_the_cap);
 	TEST_RUN(reset_empties_but_keeps_the_allocation);
 	TEST_RUN(take_passes_ownership_and_leaves_an_empty_reusable_buffer);
@@ -460,6 +541,8 @@ int main(void)
 	TEST_RUN(json_str_passes_utf8_bytes_through_unchanged);
 	TEST_RUN(json_str_of_empty_string_is_two_quotes_and_appends);
 	TEST_RUN(json_str_output_parses_back_to_the_input);
+	TEST_RUN(json_str_replaces_bytes_that_are_not_utf8_with_fffd);
+	TEST_RUN(utf8_seq_gives_the_length_of_a_valid_sequence_or_0);
 	TEST_RUN(json_str_that_fits_exactly_under_the_cap_is_accepted);
 	TEST_RUN(json_num_prints_integers_without_fraction);
 	TEST_RUN(json_num_prints_fractions_with_15_then_17_digits);

@@ -132,6 +132,10 @@ static cJSON *decode(const unsigned char *p, size_t n, struct dict *d, enum mp_e
 
 /* Encode PROPS (skip list, inline key), decode, compare with WANT (PROPS
  * itself when NULL).  Reports at the caller's line. */
+/* cJSON_Compare visits nested objects twice per level (2^depth calls), so
+ * deep values are compared with same_exact alone (NO_CJSON_COMPARE). */
+static int no_cjson_compare;
+
 static void round_trip_at(const cJSON *props, const char *const *skip, const char *inline_key,
 			  const cJSON *want, int line)
 {
@@ -147,7 +151,7 @@ static void round_trip_at(const cJSON *props, const char *const *skip, const cha
 		got = decode((const unsigned char *)enc.data, enc.len, &d, &rc);
 	if (!want)
 		want = props;
-	if (rc != MP_OK || !got || !cJSON_Compare(got, want, 1) || !same_exact(got, want)) {
+	if (rc != MP_OK || !got || (!no_cjson_compare && !cJSON_Compare(got, want, 1)) || !same_exact(got, want)) {
 		char *a = got ? cJSON_PrintUnformatted(got) : NULL, *b = cJSON_PrintUnformatted(want);
 
 		fprintf(stderr, "%s:%d: round trip failed (rc %d)\n  got:  %s\n  want: %s\n", __FILE__, line,
@@ -389,7 +393,9 @@ static void round_trips_33_levels_and_rejects_34_as_invalid(void)
 	for (k = 0; k < 2; k++) {
 		p = cJSON_CreateObject();
 		cJSON_AddItemToObject(p, "v", k ? nested_objects(33) : nested_arrays(33));
+		no_cjson_compare = 1;
 		ROUND_TRIP(p);
+		no_cjson_compare = 0;
 		cJSON_Delete(p);
 
 		p = cJSON_CreateObject();

@@ -1127,9 +1127,7 @@ static void test_throughput(void)
 	char *json = malloc(50 * (evlen + 1) + 3), *b64, *enc, *body;
 	struct rp_result res;
 	char err[128];
-	struct timespec t0, t1;
-	int iters = 2000, k, ok = 1;
-	double secs;
+	int iters = 50, k, ok = 1;
 
 	json[jlen++] = '[';
 	for (i = 0; i < 50; i++) {
@@ -1144,28 +1142,19 @@ static void test_throughput(void)
 	enc = pct_encode(b64);
 	body = cat3("data=", enc, NULL);
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* repeated decodes of one realistic batch (speed is measured by make bench) */
 	for (k = 0; k < iters; k++) {
 		ok &= decode("verbose=1&ip=1&_=1", body, NULL, &res, err, sizeof(err)) == MP_OK &&
 		      cJSON_GetArraySize(res.records) == 50;
 		rp_result_free(&res);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	CHECK(ok);
-	fprintf(stderr, "throughput: form base64, 50-event batches: %.0f events/s, %.1f MB/s of body\n",
-		iters * 50 / secs, (double)iters * (double)strlen(body) / secs / 1e6);
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (k = 0; k < iters; k++) {
-		ok &= decode("ip=1", json, "application/json", &res, err, sizeof(err)) == MP_OK;
+		ok &= decode("ip=1", json, "application/json", &res, err, sizeof(err)) == MP_OK &&
+		      cJSON_GetArraySize(res.records) == 50;
 		rp_result_free(&res);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	CHECK(ok);
-	fprintf(stderr, "throughput: raw JSON body, 50-event batches: %.0f events/s\n",
-		iters * 50 / secs);
 	free(body);
 	free(enc);
 	free(b64);
