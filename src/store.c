@@ -252,19 +252,23 @@ static enum mp_err store_db_open(const char *path, const char *kind, enum config
 	sqlite3_busy_timeout(db, 5000);
 	if (readonly)
 		goto check_version;
-	/* 16 KiB pages: fuller leaves and shallower trees for ~100-byte rows;
-	 * only effective before the first table exists */
-	if ((err = store_exec(db, "PRAGMA page_size=16384")) != MP_OK)
+	/* 4 KiB pages (SQLite's default, stated so it is a decision): a commit
+	 * writes every page it dirtied to the WAL, and small group commits
+	 * dirty a few pages each, so smaller pages mean less WAL traffic (16 KiB
+	 * pages cost 2-3x the bytes written per event for ~4% less disk) */
+	if ((err = store_exec(db, "PRAGMA page_size=4096")) != MP_OK)
 		goto out;
 	if ((err = store_exec(db, "PRAGMA journal_mode=WAL")) != MP_OK)
 		goto out;
 	/* checkpoint every ~64 MiB of WAL instead of 4 MiB: fewer fsyncs */
-	if ((err = store_exec(db, "PRAGMA wal_autocheckpoint=4096")) != MP_OK)
+	if ((err = store_exec(db, "PRAGMA wal_autocheckpoint=16384")) != MP_OK)
 		goto out;
 	if ((err = store_exec(db, sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL"
 							  : "PRAGMA synchronous=NORMAL")) != MP_OK)
 		goto out;
-	if ((err = store_exec(db, "PRAGMA cache_size=-16384")) != MP_OK)
+	/* 64 MiB of page cache per open file (used only as pages are touched):
+	 * keeps a month shard's hot b-tree pages and dictionary index in memory */
+	if ((err = store_exec(db, "PRAGMA cache_size=-65536")) != MP_OK)
 		goto out;
 check_version:
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||

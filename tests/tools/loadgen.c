@@ -5,7 +5,7 @@
  *   loadgen --url http://127.0.0.1:PORT/path?query --connections N
  *           --duration S [--warmup S] [--requests N] [--timeout S]
  *           ( --gen track1|track50|import2000|trackN|importN [--token T]
- *             [--pool N] [--wrap] [--seed N] [--times uniform|live]
+ *             [--pool N] [--wrap] [--seed N] [--times uniform|live|ordered]
  *           | --body-file F | --bodies-dir D ) [--events-per-request N]
  *           [--header 'K: V']... [--method POST|GET]
  *           [--expect 1|json200|verbose|any] [--label NAME]
@@ -331,7 +331,7 @@ struct lg_gen {
 	uint64_t seed;            /* distinguishes $insert_id across runs */
 	uint64_t n_made;          /* events generated so far */
 	int64_t now_ms;
-	int live;                 /* times: 1 = near "now", 0 = uniform over 2 days */
+	int live;                 /* times: 0 uniform over 2 days, 1 near "now", 2 ordered */
 	double *cdf_events, *cdf_users, *cdf_products, *cdf_small[LG_N_LISTS];
 };
 
@@ -418,11 +418,15 @@ static void lg_gen_free(struct lg_gen *g)
 /* How old an event is when sent.  "uniform": anywhere in the last 2 days
  * (a backfill in random order: the worst case for a time-ordered store).
  * "live": what SDKs send in real time: seconds old (exponential, mean 5 s),
- * except 2% queued offline on mobile, anywhere in the last 2 days. */
+ * except 2% queued offline on mobile, anywhere in the last 2 days.
+ * "ordered": ascending, 10 ms apart, as when a Mixpanel export (sorted by
+ * time) is replayed into /import. */
 static int64_t lg_gen_age_ms(struct lg_gen *g)
 {
 	double u = lg_uniform(&g->state);
 
+	if (g->live == 2) /* ordered: an export file replayed, 10 ms apart from 2 days ago on */
+		return 2 * LG_DAY_MS - (int64_t)(g->n_made % (uint64_t)(2 * LG_DAY_MS / 10)) * 10;
 	if (!g->live || u < 0.02)
 		return (int64_t)(lg_uniform(&g->state) * 2 * LG_DAY_MS);
 	return (int64_t)(-log(1.0 - lg_uniform(&g->state)) * 5000.0);
@@ -1163,9 +1167,10 @@ static void lg_conn_read(struct lg_run *r, struct lg_conn *c)
 				lg_conn_close(r, c, 0); /* server closed an idle keep-alive connection */
 				return;
 			}
-			lg_error(r, &r->err_conn, "connection %s while %s a request",
-				 n == 0 ? "closed by the server" : strerror(errno),
-				 c->st == LG_WRITING ? "writing" : "awaiting");
+			lg_error(r, &r->err_conn, "%s%s while %s a response",
+				 n == 0 ? "connection closed by the server" : "recv: ",
+				 n == 0 ? "" : strerror(errno),
+				 c->st == LG_WRITING ? "sending a request, before" : "awaiting");
 			lg_conn_close(r, c, 0);
 			return;
 		}
@@ -1278,9 +1283,8 @@ static void lg_run(struct lg_run *r)
 	r->t_end = r->t_window + (uint64_t)(r->o->duration * 1e9);
 	r->t_drain_end = r->t_end + (uint64_t)(r->o->timeout * 1e9);
 	r->t_last = r->t_window;
-	/* connect one at a time, each after the previous one is established, as
-	 * clients arriving over time do: a burst of simultaneous connects would
-	 * all be accepted by one libmicrohttpd pool thread */
+	/* connect one at a time, each after the previous one is established,
+	 * as clients arriving over time do, not as one burst of SYNs */
 	for (i = 0; i < r->o->connections; i++) {
 		r->conns[i].fd = -1;
 		r->conns[i].retry_at = UINT64_MAX;
@@ -1315,7 +1319,7 @@ static void lg_usage(FILE *f)
 	fputs("usage: loadgen --url http://HOST:PORT/PATH[?QUERY] [--connections N] [--duration S]\n"
 	      "               [--warmup S] [--requests N] [--timeout S] [--label NAME]\n"
 	      "               (--gen trackN|importN [--token T] [--pool N] [--wrap] [--seed N]\n"
-	      "                [--times uniform|live]\n"
+	      "                [--times uniform|live|ordered]\n"
 	      "                | --body-file F | --bodies-dir D) [--events-per-request N]\n"
 	      "               [--header 'K: V']... [--method POST|GET] [--expect 1|json200|verbose|any]\n",
 	      f);
@@ -1394,11 +1398,11 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--bodies-dir"))
 			o.bodies_dir = v;
 		else if (!strcmp(a, "--times")) {
-			if (strcmp(v, "live") && strcmp(v, "uniform")) {
-				fprintf(stderr, "loadgen: --times must be live or uniform\n");
+			if (strcmp(v, "live") && strcmp(v, "uniform") && strcmp(v, "ordered")) {
+				fprintf(stderr, "loadgen: --times must be uniform, live or ordered\n");
 				return 2;
 			}
-			o.live = !strcmp(v, "live");
+			o.live = !strcmp(v, "live") ? 1 : !strcmp(v, "ordered") ? 2 : 0;
 		} else if (!strcmp(a, "--label"))
 			o.label = v;
 		else if (!strcmp(a, "--method")) {
