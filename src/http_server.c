@@ -743,27 +743,27 @@ enum mp_err http_server_start(const struct config *cfg, struct store *st,
 		}
 		flags |= MHD_USE_TLS;
 	}
-	errno = 0;
-	if (cfg->tls_cert_pem)
+	{
+		struct MHD_OptionItem opts[] = {
+			{ MHD_OPTION_SOCK_ADDR, 0, &ss },
+			{ MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL },
+			{ MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL },
+			{ MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)HTTP_CONN_MEMORY, NULL },
+			{ MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)http_uri_cb, srv },
+			{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_completed_cb, srv },
+			{ MHD_OPTION_END, 0, NULL },  /* TLS options go here when configured */
+			{ MHD_OPTION_END, 0, NULL },
+			{ MHD_OPTION_END, 0, NULL },
+		};
+
+		if (cfg->tls_cert_pem) {
+			opts[6] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem };
+			opts[7] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem };
+		}
+		errno = 0;
 		srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access_cb, srv,
-					  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-					  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-					  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-					  MHD_OPTION_URI_LOG_CALLBACK, http_uri_cb, srv,
-					  MHD_OPTION_NOTIFY_COMPLETED, http_completed_cb, srv,
-					  MHD_OPTION_HTTPS_MEM_CERT, cfg->tls_cert_pem,
-					  MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key_pem,
-					  MHD_OPTION_END);
-	else
-		srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_access_cb, srv,
-					  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-					  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-					  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-					  MHD_OPTION_URI_LOG_CALLBACK, http_uri_cb, srv,
-					  MHD_OPTION_NOTIFY_COMPLETED, http_completed_cb, srv,
-					  MHD_OPTION_END);
+					  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+	}
 	if (!srv->d) {
 		if (cfg->tls_cert_pem && errno != EADDRINUSE && errno != EACCES && errno != EADDRNOTAVAIL)
 			snprintf(err, errlen, "cannot start HTTPS on %s:%d: libmicrohttpd rejected the TLS "

@@ -10,8 +10,9 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { startServer, makeConfig, exportEvents, BIN } from './lib/server.mjs';
 import { postImportJson } from './lib/load.mjs';
+import { EXAMPLES } from './lib/wire.mjs';
 
-const EXAMPLE = '/work/shared/spec/examples/export.jsonl';
+const EXAMPLE = path.join(EXAMPLES, 'export.jsonl');
 const running = [];
 after(async () => { for (const s of running) { try { await s.kill9(); } catch { /* gone */ } } });
 

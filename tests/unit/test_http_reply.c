@@ -20,7 +20,7 @@
 #include "ingest.h"
 #include "testlib.h"
 
-#define SPEC_EXAMPLES "/work/shared/spec/examples/"
+#define SPEC_EXAMPLES "../shared/spec/examples/"
 
 static const char *header(const struct http_reply *rep, const char *name)
 {

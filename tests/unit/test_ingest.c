@@ -33,24 +33,6 @@ static const char CFG_TEXT[] =
 
 static struct config *cfg;
 
-/* Parse JSON written with ' for "; the caller frees the result. */
-static cJSON *J(const char *sq)
-{
-	size_t i, n = strlen(sq);
-	char *tmp = malloc(n + 1);
-	cJSON *v;
-
-	if (tmp == NULL)
-		return NULL;
-	for (i = 0; i <= n; i++)
-		tmp[i] = sq[i] == '\'' ? '"' : sq[i];
-	v = cJSON_Parse(tmp);
-	if (v == NULL)
-		fprintf(stderr, "test JSON does not parse: %s\n", sq);
-	free(tmp);
-	return v;
-}
-
 static struct ingest_opts opts_for(enum ingest_endpoint ep, int strict)
 {
 	struct ingest_opts o;

@@ -4,7 +4,7 @@
  * Every expected profile is computed by hand from the spec (§6.3, §6.4) and
  * written literally.  JSON literals use single quotes (J() turns them into
  * double quotes) to keep them readable.  The SDK replay tests read the Node
- * captures from /work/shared/fixtures/sdk-capture/ at run time.
+ * captures from ../shared/fixtures/sdk-capture/ (beside the checkout) at run time.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,29 +16,11 @@
 #include "profile.h"
 #include "testlib.h"
 
-#define FIXTURE_DIR "/work/shared/fixtures/sdk-capture/"
-#define SPEC_EXAMPLES "/work/shared/spec/examples/"
+#define FIXTURE_DIR "../shared/fixtures/sdk-capture/"
+#define SPEC_EXAMPLES "../shared/spec/examples/"
 
 /* 2024-03-15T10:00:00.123Z */
 #define T0_MS INT64_C(1710496800123)
-
-/* Parse JSON written with ' for "; the caller frees the result. */
-static cJSON *J(const char *sq)
-{
-	size_t i, n = strlen(sq);
-	char *buf = malloc(n + 1);
-	cJSON *v;
-
-	if (buf == NULL)
-		return NULL;
-	for (i = 0; i <= n; i++)
-		buf[i] = sq[i] == '\'' ? '"' : sq[i];
-	v = cJSON_Parse(buf);
-	if (v == NULL)
-		fprintf(stderr, "test JSON does not parse: %s\n", sq);
-	free(buf);
-	return v;
-}
 
 /* Apply the update written in SQ (see J()). */
 static enum mp_err apply(cJSON *profile, const char *sq, enum profile_kind kind,

@@ -69,24 +69,6 @@ static void dict_free(struct dict *d)
 	memset(d, 0, sizeof *d);
 }
 
-/* Parse JSON written with ' for "; the caller frees the result. */
-static cJSON *J(const char *sq)
-{
-	size_t i, n = strlen(sq);
-	char *tmp = malloc(n + 1);
-	cJSON *v;
-
-	if (tmp == NULL)
-		return NULL;
-	for (i = 0; i <= n; i++)
-		tmp[i] = sq[i] == '\'' ? '"' : sq[i];
-	v = cJSON_Parse(tmp);
-	if (v == NULL)
-		fprintf(stderr, "test JSON does not parse: %s\n", sq);
-	free(tmp);
-	return v;
-}
-
 /* Ordered, exact equality: member order, key bytes, string bytes and
  * number values (==) must all match. */
 static int same_exact(const cJSON *a, const cJSON *b)

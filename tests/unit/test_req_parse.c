@@ -5,7 +5,7 @@
  * (../shared/spec/examples/track-body-variants.txt) and replay every request
  * captured from the real SDKs (every .json file in ../shared/fixtures/sdk-capture), and
  * hand-made ones for each encoding rule and error of include/req_parse.h.
- * Paths are relative to /work/main, where `make unit` runs the binary.
+ * Paths are relative to the repository root, where `make unit` runs the binary.
  */
 #include <dirent.h>
 #include <stdint.h>

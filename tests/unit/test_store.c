@@ -32,24 +32,6 @@
 #define ALL_FROM INT64_C(0)
 #define ALL_TO INT64_C(253402300800000) /* 10000-01-01 */
 
-/* Parse JSON written with ' for "; the caller frees the result. */
-static cJSON *J(const char *sq)
-{
-	size_t i, n = strlen(sq);
-	char *tmp = malloc(n + 1);
-	cJSON *v;
-
-	if (tmp == NULL)
-		return NULL;
-	for (i = 0; i <= n; i++)
-		tmp[i] = sq[i] == '\'' ? '"' : sq[i];
-	v = cJSON_Parse(tmp);
-	if (v == NULL)
-		fprintf(stderr, "test JSON does not parse: %s\n", sq);
-	free(tmp);
-	return v;
-}
-
 /* ---------- fixture: temp data_dir, config, open store ---------- */
 
 struct fx {

@@ -10,7 +10,9 @@
 #define MP_TESTLIB_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 
 static int tl_passed, tl_failed, tl_cur_failed;
 
@@ -36,5 +38,24 @@ static int tl_passed, tl_failed, tl_cur_failed;
 
 #define TEST_DONE() (printf("%s: %d passed, %d failed\n", __FILE__, tl_passed, tl_failed), \
 	tl_failed ? 1 : 0)
+
+/* Parse JSON written with ' for " (readable literals in C); the caller
+ * frees the result.  NULL (and a message) if it does not parse. */
+__attribute__((unused)) static cJSON *J(const char *sq)
+{
+	size_t i, n = strlen(sq);
+	char *tmp = malloc(n + 1);
+	cJSON *v;
+
+	if (tmp == NULL)
+		return NULL;
+	for (i = 0; i <= n; i++)
+		tmp[i] = sq[i] == '\'' ? '"' : sq[i];
+	v = cJSON_Parse(tmp);
+	if (v == NULL)
+		fprintf(stderr, "test JSON does not parse: %s\n", sq);
+	free(tmp);
+	return v;
+}
 
 #endif

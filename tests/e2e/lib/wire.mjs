@@ -20,9 +20,9 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 
 // The shared spec / fixtures folder (sibling of the repository).
 export const SHARED = (() => {
-  const cands = [process.env.MIXPANELD_SHARED, path.resolve(here, '../../../../shared'), '/work/shared'];
+  const cands = [process.env.MIXPANELD_SHARED, path.resolve(here, '../../../../shared')];
   for (const c of cands) if (c && fs.existsSync(path.join(c, 'spec'))) return c;
-  return '/work/shared';
+  throw new Error(`shared/ (spec and SDK fixtures) not found beside the repository: tried ${cands.filter(Boolean).join(', ')}`);
 })();
 export const EXAMPLES = path.join(SHARED, 'spec', 'examples');
 export const FIXTURES = path.join(SHARED, 'fixtures', 'sdk-capture');
