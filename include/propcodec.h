@@ -35,8 +35,9 @@ enum pc_tag {
 };
 
 /* Returns the dict id (>= 1) of string S (N bytes), creating it if needed,
- * or a negative enum mp_err. */
-typedef int64_t (*pc_intern_fn)(void *ctx, const char *s, size_t n);
+ * or a negative enum mp_err.  With OPTIONAL (a string value, not a key) it
+ * may return 0 instead: "store it inline" (the dictionary is full). */
+typedef int64_t (*pc_intern_fn)(void *ctx, const char *s, size_t n, int optional);
 
 /* Encode the members of object PROPS.  Keys in SKIP (NULL-terminated list,
  * may be NULL) are left out; a key equal to INLINE_KEY (may be NULL) always

@@ -74,13 +74,15 @@ static enum mp_err pc_put_value(const cJSON *v, int top, int force_inline,
 		size_t len = strlen(v->valuestring);
 
 		if (top && !force_inline && len <= PC_DICT_MAX) {
-			int64_t id = intern(ctx, v->valuestring, len);
+			int64_t id = intern(ctx, v->valuestring, len, 1);
 
 			if (id < 0)
 				return (enum mp_err)(-id);
-			if ((rc = pc_put_tag(out, PC_DICTSTR)) != MP_OK)
-				return rc;
-			return buf_varint(out, (uint64_t)id);
+			if (id > 0) {
+				if ((rc = pc_put_tag(out, PC_DICTSTR)) != MP_OK)
+					return rc;
+				return buf_varint(out, (uint64_t)id);
+			}
 		}
 		return pc_put_str(out, v->valuestring, len);
 	}
@@ -130,7 +132,7 @@ enum mp_err pc_encode(const cJSON *props, const char *const *skip, const char *i
 
 		if (!c->string || pc_skipped(c->string, skip))
 			continue;
-		kid = intern(ctx, c->string, strlen(c->string));
+		kid = intern(ctx, c->string, strlen(c->string), 0);
 		if (kid < 0)
 			return (enum mp_err)(-kid);
 		if ((rc = buf_varint(out, (uint64_t)kid)) != MP_OK)

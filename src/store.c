@@ -10,8 +10,9 @@
  *      the meta statements are touched by that thread only (after open).
  *   2. A batch's done() runs only after every file it touched has committed,
  *      or after it was rolled back (rc != MP_OK).
- *   3. A dict cache entry exists only for an id that is in the shard's dict
- *      table in the current transaction; on rollback the cache is cleared.
+ *   3. The dict map of an open shard holds exactly the rows of its dict
+ *      table as the writer's transaction sees them: every string once, so
+ *      the table needs no unique index.  After a rollback it is reloaded.
  *   4. Readers (export) use their own read-only connections and never see
  *      uncommitted data (WAL snapshot isolation).
  */
@@ -35,7 +36,7 @@
 #include "schema.h"
 
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
-#define STORE_DICT_CACHE_MAX (1u << 20)
+#define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
 #define STORE_SLOT_BITS 20
 #define STORE_SLOTS ((int64_t)1 << STORE_SLOT_BITS)
 #define STORE_MAX_TIME_MS ((int64_t)1 << 42)   /* 2109-05-15; row ids stay below 2^62 */
@@ -111,8 +112,6 @@ static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_
 {
 	size_t i;
 
-	if (m->n >= STORE_DICT_CACHE_MAX)
-		strmap_clear(m);
 	if ((m->n + 1) * 2 > m->cap) {
 		size_t ncap = m->cap ? m->cap * 2 : 1024, j;
 		struct strmap_ent *ne = calloc(ncap, sizeof *ne);
@@ -152,7 +151,7 @@ struct shard {
 	char key[16];             /* "2024-05" or "2024-05-17" */
 	int64_t from_ms, to_ms;   /* the times it holds: [from_ms, to_ms) */
 	sqlite3 *db;
-	sqlite3_stmt *st_ins, *st_probe, *st_dup_upd, *st_dict_find, *st_dict_ins, *st_stat;
+	sqlite3_stmt *st_ins, *st_probe, *st_dup_upd, *st_dict_ins, *st_stat;
 	struct strmap dict;
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
 	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
@@ -365,13 +364,41 @@ static void shard_close(struct shard *sh)
 	sqlite3_finalize(sh->st_ins);
 	sqlite3_finalize(sh->st_probe);
 	sqlite3_finalize(sh->st_dup_upd);
-	sqlite3_finalize(sh->st_dict_find);
 	sqlite3_finalize(sh->st_dict_ins);
 	sqlite3_finalize(sh->st_stat);
 	strmap_clear(&sh->dict);
 	if (sqlite3_close(sh->db) != SQLITE_OK)
 		log_error("shard %s: close failed", sh->key);
 	free(sh);
+}
+
+/* Read the shard's whole dictionary into its map (invariant 3). */
+static enum mp_err shard_load_dict(struct shard *sh)
+{
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc = MP_OK;
+	int r;
+
+	strmap_clear(&sh->dict);
+	sh->insert_id_key = 0;
+	if (sqlite3_prepare_v2(sh->db, "SELECT id, s FROM dict", -1, &st, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 1);
+		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+		int64_t id = sqlite3_column_int64(st, 0);
+
+		if (!s)
+			continue;
+		if ((rc = strmap_put(&sh->dict, s, n, (uint32_t)store_hash64(s, n, 0xcbf29ce484222325ULL), id)) != MP_OK)
+			break;
+		if (n == 10 && memcmp(s, "$insert_id", 10) == 0)
+			sh->insert_id_key = id;
+	}
+	if (rc == MP_OK && r != SQLITE_DONE)
+		rc = store_sqlite_err(r);
+	sqlite3_finalize(st);
+	return rc;
 }
 
 static enum mp_err shard_open(struct store_project *sp, const char *key, struct shard **out)
@@ -393,11 +420,12 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	if ((rc = store_prepare(sh->db, "INSERT INTO events(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_ins)) ||
 	    (rc = store_prepare(sh->db, "SELECT id,e,d,p FROM events WHERE id>=?1 AND id<?2 ORDER BY id", &sh->st_probe)) ||
 	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
-	    (rc = store_prepare(sh->db, "SELECT id FROM dict WHERE s=?", &sh->st_dict_find)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+? WHERE name='events'", &sh->st_stat)))
 		goto fail;
 	sh->anon_seq = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
+	if ((rc = shard_load_dict(sh)) != MP_OK)
+		goto fail;
 	*out = sh;
 	return MP_OK;
 fail:
@@ -450,7 +478,7 @@ static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struc
 	return MP_OK;
 }
 
-static int64_t shard_intern(void *ctx, const char *s, size_t n)
+static int64_t shard_intern(void *ctx, const char *s, size_t n, int optional)
 {
 	struct shard *sh = ctx;
 	uint32_t h = (uint32_t)store_hash64(s, n, 0xcbf29ce484222325ULL);
@@ -459,24 +487,17 @@ static int64_t shard_intern(void *ctx, const char *s, size_t n)
 
 	if (id > 0)
 		return id;
-	sqlite3_bind_text(sh->st_dict_find, 1, s, (int)n, SQLITE_STATIC);
-	rc = sqlite3_step(sh->st_dict_find);
-	if (rc == SQLITE_ROW) {
-		id = sqlite3_column_int64(sh->st_dict_find, 0);
-	} else if (rc == SQLITE_DONE) {
-		sqlite3_bind_text(sh->st_dict_ins, 1, s, (int)n, SQLITE_STATIC);
-		rc = sqlite3_step(sh->st_dict_ins);
-		sqlite3_reset(sh->st_dict_ins);
-		if (rc != SQLITE_DONE) {
-			sqlite3_reset(sh->st_dict_find);
-			return -(int64_t)store_sqlite_err(rc);
-		}
-		id = sqlite3_last_insert_rowid(sh->db);
-	} else {
-		sqlite3_reset(sh->st_dict_find);
+	/* the map holds the whole dictionary (invariant 3): a miss is a new
+	 * string.  Short values stop being added past a cap, so a column of
+	 * unique ids cannot grow the map without bound; they go inline. */
+	if (optional && sh->dict.n >= STORE_DICT_VALUES_MAX)
+		return 0;
+	sqlite3_bind_text(sh->st_dict_ins, 1, s, (int)n, SQLITE_STATIC);
+	rc = sqlite3_step(sh->st_dict_ins);
+	sqlite3_reset(sh->st_dict_ins);
+	if (rc != SQLITE_DONE)
 		return -(int64_t)store_sqlite_err(rc);
-	}
-	sqlite3_reset(sh->st_dict_find);
+	id = sqlite3_last_insert_rowid(sh->db);
 	if (strmap_put(&sh->dict, s, n, h, id) != MP_OK)
 		return -(int64_t)MP_E_NOMEM;
 	return id;
@@ -573,10 +594,10 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		return MP_E_INVALID;
 	if ((rc = store_shard_for(sp, ev->time_ms, &sh)) != MP_OK)
 		return rc;
-	e_id = shard_intern(sh, ev->name, strlen(ev->name));
+	e_id = shard_intern(sh, ev->name, strlen(ev->name), 0);
 	if (e_id < 0)
 		return (enum mp_err)(-e_id);
-	d_id = shard_intern(sh, ev->distinct_id, strlen(ev->distinct_id));
+	d_id = shard_intern(sh, ev->distinct_id, strlen(ev->distinct_id), 0);
 	if (d_id < 0)
 		return (enum mp_err)(-d_id);
 	buf_reset(&sp->enc);
@@ -587,7 +608,7 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		uint64_t h;
 
 		if (!sh->insert_id_key) {
-			int64_t id = shard_intern(sh, "$insert_id", 10);
+			int64_t id = shard_intern(sh, "$insert_id", 10, 0);
 
 			if (id < 0)
 				return (enum mp_err)(-id);
@@ -739,8 +760,9 @@ static void store_rollback_all(struct store_project *sp)
 			continue;
 		store_exec(sh->db, "ROLLBACK");
 		sh->in_tx = 0;
-		strmap_clear(&sh->dict);   /* invariant 3 */
-		sh->insert_id_key = 0;
+		/* invariant 3: the map may hold strings the rollback took away */
+		if (shard_load_dict(sh) != MP_OK)
+			log_error("shard %s: cannot reload the dictionary after a rollback", sh->key);
 	}
 	if (sp->meta_in_tx) {
 		store_exec(sp->meta, "ROLLBACK");

@@ -2,9 +2,13 @@
 -- Strings (event names, distinct_ids, property keys, short string values)
 -- are dictionary-encoded in `dict`; an event row holds ids and a compact
 -- binary property record (format in docs/STORAGE.md).
+-- Each string appears once.  There is no unique index: the project's one
+-- writer keeps the whole dictionary of an open shard in memory and appends
+-- only strings it does not hold (an index would cost a random page write
+-- per new string).
 CREATE TABLE dict(
   id INTEGER PRIMARY KEY,       -- dense, from 1
-  s  TEXT NOT NULL UNIQUE
+  s  TEXT NOT NULL
 );
 -- id = (event time in ms since epoch, UTC) << 20 | slot.  Rows are thus
 -- clustered by time (range scans need no index, appends stay at the right

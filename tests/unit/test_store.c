@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 
 #include "config.h"
 #include "log.h"
@@ -109,6 +110,25 @@ static int file_exists(const struct fx *f, const char *name)
 
 	snprintf(path, sizeof path, "%s/data/p/%s", f->dir, name);
 	return stat(path, &sb) == 0;
+}
+
+/* Rows in the shard's dict table, and how many distinct strings they hold. */
+static void dict_counts(const struct fx *f, const char *shard, long *rows, long *distinct)
+{
+	char path[256];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	*rows = *distinct = -1;
+	snprintf(path, sizeof path, "%s/data/p/%s", f->dir, shard);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT count(*), count(DISTINCT s) FROM dict", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*rows = sqlite3_column_int64(st, 0);
+		*distinct = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
 }
 
 /* ---------- writing ---------- */
@@ -1332,6 +1352,34 @@ out:
 	fx_close(&f);
 }
 
+/* The dict table has no unique index: the writer's in-memory map keeps each
+ * string once, across batches, restarts and a rolled-back batch. */
+static void dictionary_holds_each_string_once_across_restarts_and_rollbacks(void)
+{
+	struct fx f;
+	long rows, distinct, rows_before;
+
+	if (fx_open(&f, "month") != 0)
+		goto out;
+	WRITE(f.sp, RECV, MP_OK, 2, 0, { T0, "a", "u1", "i1", NULL }, { T0 + 1, "a", "u2", "i2", NULL });
+	WRITE(f.sp, RECV, MP_OK, 1, 0, { T0 + 2, "a", "u1", "i3", NULL });
+	if (fx_reopen(&f) != 0)
+		goto out;
+	WRITE(f.sp, RECV, MP_OK, 2, 0, { T0 + 3, "a", "u2", "i4", NULL }, { T0 + 4, "b", "u3", "i5", NULL });
+	dict_counts(&f, "events-2024-03.db", &rows_before, &distinct);
+	CHECK_INT(rows_before, distinct);
+	/* a batch that fails after interning new strings is rolled back whole */
+	WRITE(f.sp, RECV, MP_E_INVALID, 0, 0, { T0 + 5, "c", "u4", "i6", NULL }, { -1, "d", "u5", NULL, NULL });
+	WRITE(f.sp, RECV, MP_OK, 1, 0, { T0 + 6, "c", "u4", "i7", NULL });
+	if (fx_reopen(&f) != 0)
+		goto out;
+	dict_counts(&f, "events-2024-03.db", &rows, &distinct);
+	CHECK_INT(rows, distinct);
+	CHECK_INT(rows, rows_before + 2); /* "c" and "u4" once; "d", "u5" never committed */
+out:
+	fx_close(&f);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -1344,6 +1392,7 @@ int main(void)
 	TEST_RUN(dedup_and_event_count_survive_a_restart);
 	TEST_RUN(export_is_in_time_order_across_month_shards);
 	TEST_RUN(export_keeps_every_event_of_one_ms_between_its_neighbours);
+	TEST_RUN(dictionary_holds_each_string_once_across_restarts_and_rollbacks);
 	TEST_RUN(export_is_in_time_order_across_day_shards);
 	TEST_RUN(export_from_is_inclusive_and_to_is_exclusive_at_the_ms);
 	TEST_RUN(export_filters_by_event_name);
