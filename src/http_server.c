@@ -80,6 +80,7 @@ struct req {
 	struct ingest_result ing;
 	enum ingest_endpoint endpoint;
 	int json_body;          /* payload was a JSON/NDJSON body (modern /import) */
+	const struct config_project *import_project; /* /import: whose secret was presented */
 	char method[8];
 	char path[128];
 };
@@ -154,12 +155,11 @@ static int http_secret_eq(const char *a, size_t an, const char *b, size_t bn)
 /* The project whose API secret the Authorization header carries (Basic,
  * base64 or plain "secret:"), checked against project_id when given.
  * Returns NULL when absent or wrong. */
-static const struct config_project *http_auth_secret(struct req *r)
+static const struct config_project *http_auth_secret(struct req *r, const char *pid)
 {
 	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
 	const struct config *cfg = r->srv->cfg;
 	const struct config_project *found = NULL;
-	const char *pid = http_param(r, "project_id");
 	unsigned char *dec = NULL;
 	const char *cred;
 	size_t credlen, user_len, i, dl = 0;
@@ -303,21 +303,8 @@ static enum MHD_Result http_ingest(struct req *r)
 	in.content_encoding = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Encoding");
 	in.max_inflated = srv->cfg->max_body_bytes;
 	rc = rp_decode(&in, &r->rp, err, sizeof err);
-	if (r->route == R_IMPORT) {
-		/* authenticate before saying anything about the payload */
-		const struct config_project *p = http_auth_secret(r);
-
-		if (!p) {
-			struct http_reply rep;
-
-			http_reply_import_unauthorized(&rep);
-			return http_send(r, &rep);
-		}
-		memset(&opts, 0, sizeof opts);
-		opts.project = p;
-	} else {
-		memset(&opts, 0, sizeof opts);
-	}
+	memset(&opts, 0, sizeof opts);
+	opts.project = r->import_project; /* /import: authenticated before the body was read */
 	if (rc == MP_E_TOOBIG)
 		return http_send_error(r, 413, "request exceeds max limit of %zu bytes", srv->cfg->max_body_bytes);
 	if (rc != MP_OK) {
@@ -451,7 +438,7 @@ static enum MHD_Result http_export(struct req *r)
 		in.query_len = strlen(r->query);
 		rp_decode(&in, &r->rp, err, sizeof err);
 	}
-	if (!(p = http_auth_secret(r)))
+	if (!(p = http_auth_secret(r, http_param(r, "project_id"))))
 		return http_send_error(r, 401, "Invalid credentials");
 	from = http_param(r, "from_date");
 	to = http_param(r, "to_date");
@@ -660,6 +647,26 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 			if (*end || v > srv->cfg->max_body_bytes)
 				return http_send_error(r, 413, "request exceeds max limit of %zu bytes",
 						       srv->cfg->max_body_bytes);
+		}
+		if (r->route == R_IMPORT) {
+			/* authenticate before reading (let alone decoding) the body;
+			 * project_id is a query-string parameter */
+			struct rp_request q;
+			struct rp_result qr;
+			char qerr[64];
+
+			memset(&q, 0, sizeof q);
+			q.query = r->query;
+			q.query_len = strlen(r->query);
+			rp_decode(&q, &qr, qerr, sizeof qerr); /* params only: "no data" is expected */
+			r->import_project = http_auth_secret(r, rp_param(&qr, "project_id"));
+			rp_result_free(&qr);
+			if (!r->import_project) {
+				struct http_reply rep;
+
+				http_reply_import_unauthorized(&rep);
+				return http_send(r, &rep);
+			}
 		}
 		switch (r->route) {
 		case R_TRACK: r->endpoint = INGEST_TRACK; break;
