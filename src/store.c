@@ -15,6 +15,9 @@
  *      the table needs no unique index.  After a rollback it is reloaded.
  *   4. Readers (export) use their own read-only connections and never see
  *      uncommitted data (WAL snapshot isolation).
+ *   5. An event row is in exactly one of `events` and `stage`, under its
+ *      final id; the staged map of an open shard holds exactly the stage
+ *      table's (id -> seq) as the writer's transaction sees them.
  */
 #include "store.h"
 
@@ -37,6 +40,7 @@
 
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
+#define STORE_STAGE_MAX 32768            /* staged events that trigger a merge into `events` */
 #define STORE_SLOT_BITS 20
 #define STORE_SLOTS ((int64_t)1 << STORE_SLOT_BITS)
 #define STORE_MAX_TIME_MS ((int64_t)1 << 42)   /* 2109-05-15; row ids stay below 2^62 */
@@ -145,14 +149,79 @@ static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_
 	return MP_OK;
 }
 
+/* ---------- int64 -> int64 map (open addressing; key 0 = empty) ---------- */
+
+struct imap {
+	int64_t *keys, *vals;
+	size_t cap, n;            /* cap: power of two or 0 */
+};
+
+static void imap_clear(struct imap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof *m);
+}
+
+static size_t imap_slot(const struct imap *m, int64_t k)
+{
+	uint64_t h = (uint64_t)k * 0x9E3779B97F4A7C15ULL;
+
+	return (size_t)(h ^ (h >> 29)) & (m->cap - 1);
+}
+
+/* Value of K, or 0 if absent (values are row ids >= 1). */
+static int64_t imap_get(const struct imap *m, int64_t k)
+{
+	size_t i;
+
+	if (!m->cap)
+		return 0;
+	for (i = imap_slot(m, k); m->keys[i]; i = (i + 1) & (m->cap - 1))
+		if (m->keys[i] == k)
+			return m->vals[i];
+	return 0;
+}
+
+static enum mp_err imap_put(struct imap *m, int64_t k, int64_t v)
+{
+	size_t i;
+
+	if ((m->n + 1) * 2 > m->cap) {
+		struct imap big = { NULL, NULL, m->cap ? m->cap * 2 : 1024, 0 };
+
+		big.keys = calloc(big.cap, sizeof *big.keys);
+		big.vals = calloc(big.cap, sizeof *big.vals);
+		if (!big.keys || !big.vals) {
+			imap_clear(&big);
+			return MP_E_NOMEM;
+		}
+		for (i = 0; i < m->cap; i++)
+			if (m->keys[i] && imap_put(&big, m->keys[i], m->vals[i]) != MP_OK) {
+				imap_clear(&big);
+				return MP_E_NOMEM;
+			}
+		imap_clear(m);
+		*m = big;
+	}
+	for (i = imap_slot(m, k); m->keys[i] && m->keys[i] != k; i = (i + 1) & (m->cap - 1))
+		;
+	if (!m->keys[i])
+		m->n++;
+	m->keys[i] = k;
+	m->vals[i] = v;
+	return MP_OK;
+}
+
 /* ---------- structures ---------- */
 
 struct shard {
 	char key[16];             /* "2024-05" or "2024-05-17" */
 	int64_t from_ms, to_ms;   /* the times it holds: [from_ms, to_ms) */
 	sqlite3 *db;
-	sqlite3_stmt *st_ins, *st_probe, *st_dup_upd, *st_dict_ins, *st_stat;
+	sqlite3_stmt *st_stage_ins, *st_stage_upd, *st_main_get, *st_stage_get, *st_dup_upd, *st_dict_ins, *st_stat;
 	struct strmap dict;
+	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
 	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
 	int in_tx;
@@ -361,9 +430,12 @@ static void shard_close(struct shard *sh)
 {
 	if (!sh)
 		return;
-	sqlite3_finalize(sh->st_ins);
-	sqlite3_finalize(sh->st_probe);
+	sqlite3_finalize(sh->st_stage_ins);
+	sqlite3_finalize(sh->st_stage_upd);
+	sqlite3_finalize(sh->st_main_get);
+	sqlite3_finalize(sh->st_stage_get);
 	sqlite3_finalize(sh->st_dup_upd);
+	imap_clear(&sh->staged);
 	sqlite3_finalize(sh->st_dict_ins);
 	sqlite3_finalize(sh->st_stat);
 	strmap_clear(&sh->dict);
@@ -401,6 +473,25 @@ static enum mp_err shard_load_dict(struct shard *sh)
 	return rc;
 }
 
+/* Rebuild the map of staged rows from the stage table (invariant 5). */
+static enum mp_err shard_load_stage(struct shard *sh)
+{
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc = MP_OK;
+	int r;
+
+	imap_clear(&sh->staged);
+	if (sqlite3_prepare_v2(sh->db, "SELECT seq, id FROM stage", -1, &st, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		if ((rc = imap_put(&sh->staged, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 0))) != MP_OK)
+			break;
+	if (rc == MP_OK && r != SQLITE_DONE)
+		rc = store_sqlite_err(r);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static enum mp_err shard_open(struct store_project *sp, const char *key, struct shard **out)
 {
 	struct shard *sh = calloc(1, sizeof *sh);
@@ -417,14 +508,16 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
 	if ((rc = store_db_open(path, "shard", sp->st->cfg->sync, 0, &sh->db)) != MP_OK)
 		goto fail;
-	if ((rc = store_prepare(sh->db, "INSERT INTO events(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_ins)) ||
-	    (rc = store_prepare(sh->db, "SELECT id,e,d,p FROM events WHERE id>=?1 AND id<?2 ORDER BY id", &sh->st_probe)) ||
+	if ((rc = store_prepare(sh->db, "INSERT INTO stage(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_stage_ins)) ||
+	    (rc = store_prepare(sh->db, "UPDATE stage SET p=?, r=? WHERE seq=?", &sh->st_stage_upd)) ||
+	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM events WHERE id=?", &sh->st_main_get)) ||
+	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM stage WHERE seq=?", &sh->st_stage_get)) ||
 	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+? WHERE name='events'", &sh->st_stat)))
 		goto fail;
 	sh->anon_seq = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
-	if ((rc = shard_load_dict(sh)) != MP_OK)
+	if ((rc = shard_load_dict(sh)) != MP_OK || (rc = shard_load_stage(sh)) != MP_OK)
 		goto fail;
 	*out = sh;
 	return MP_OK;
@@ -505,80 +598,87 @@ static int64_t shard_intern(void *ctx, const char *s, size_t n, int optional)
 
 /* ---------- applying one batch (writer thread) ---------- */
 
-/* INSERT one row; returns the sqlite3_step() code (SQLITE_DONE on success,
- * SQLITE_CONSTRAINT when the id is taken). */
-static int store_insert_row(struct shard *sh, int64_t id, int64_t e_id, int64_t d_id, int64_t r_delta,
-			    const struct buf *enc)
+/* Is slot ID taken (in `events` or staged)?  Returns 1 taken, 0 free, or a
+ * negative enum mp_err.  When taken and EV has an $insert_id, *DUP says
+ * whether the row there carries EV's dedup key, and *STAGE_SEQ is its stage
+ * row (0 when it is in `events`). */
+static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev, int64_t e_id,
+		      int64_t d_id, int *dup, int64_t *stage_seq)
 {
+	int64_t seq = imap_get(&sh->staged, id);
+	sqlite3_stmt *st = seq ? sh->st_stage_get : sh->st_main_get;
 	int r;
 
-	sqlite3_bind_int64(sh->st_ins, 1, id);
-	sqlite3_bind_int64(sh->st_ins, 2, e_id);
-	sqlite3_bind_int64(sh->st_ins, 3, d_id);
-	sqlite3_bind_int64(sh->st_ins, 4, r_delta);
-	sqlite3_bind_blob(sh->st_ins, 5, enc->data, (int)enc->len, SQLITE_STATIC);
-	r = sqlite3_step(sh->st_ins);
-	sqlite3_reset(sh->st_ins);
-	return r;
-}
+	*dup = 0;
+	*stage_seq = seq;
+	sqlite3_bind_int64(st, 1, seq ? seq : id);
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		if (ev->insert_id && sqlite3_column_int64(st, 0) == e_id && sqlite3_column_int64(st, 1) == d_id) {
+			const unsigned char *p = sqlite3_column_blob(st, 2), *v, *ve, *s;
+			size_t pn = (size_t)sqlite3_column_bytes(st, 2), il = strlen(ev->insert_id);
+			uint64_t len;
 
-/* Does the stored row (E, D, P) carry the dedup key of EV? */
-static int store_same_key(struct shard *sh, sqlite3_stmt *st, const struct store_event *ev,
-			  int64_t e_id, int64_t d_id)
-{
-	const unsigned char *p = sqlite3_column_blob(st, 3), *v, *ve, *s;
-	size_t pn = (size_t)sqlite3_column_bytes(st, 3), il = strlen(ev->insert_id);
-	uint64_t len;
-
-	if (sqlite3_column_int64(st, 1) != e_id || sqlite3_column_int64(st, 2) != d_id)
-		return 0;
-	if (pc_find(p, pn, sh->insert_id_key, &v, &ve) != 1 || *v != PC_STR)
-		return 0;
-	s = pc_varint(v + 1, ve, &len);
-	return s && len == il && memcmp(s, ev->insert_id, il) == 0;
+			if (pc_find(p, pn, sh->insert_id_key, &v, &ve) == 1 && *v == PC_STR &&
+			    (s = pc_varint(v + 1, ve, &len)) && len == il && memcmp(s, ev->insert_id, il) == 0)
+				*dup = 1;
+		}
+		sqlite3_reset(st);
+		return 1;
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return -(int)store_sqlite_err(r);
+	if (seq) {
+		log_error("shard %s: staged row %lld is missing", sh->key, (long long)seq);
+		return -(int)MP_E_STORE;
+	}
+	return 0;
 }
 
 /* Find where EV goes in the millisecond of its time: walk the slots from
- * HOME (wrapping at the end of the millisecond) until a free one.  If a row
- * with EV's dedup key is met, set *DUP_ID to it.  Returns MP_OK with the
- * free slot's id in *FREE_ID, or an error (MP_E_TOOBIG when the millisecond
- * is full: 2^20 events with one timestamp). */
+ * HOME (wrapping inside the millisecond) until a free one.  Rows are never
+ * deleted, so a stored copy of EV's dedup key sits on the unbroken run of
+ * taken slots that starts at HOME: if one is met, *DUP_ID is its id and
+ * *DUP_SEQ its stage row (0 if in `events`).  Otherwise *FREE_ID is the free
+ * slot.  MP_E_TOOBIG when the millisecond is full (2^20 events). */
 static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, int64_t e_id,
-			       int64_t d_id, uint32_t home, int64_t *free_id, int64_t *dup_id)
+			       int64_t d_id, uint32_t home, int64_t *free_id, int64_t *dup_id,
+			       int64_t *dup_seq)
 {
-	int64_t base = ev->time_ms << STORE_SLOT_BITS, lo = base + home, hi = base + STORE_SLOTS;
-	int64_t cur = lo;
-	int pass, r;
+	int64_t base = ev->time_ms << STORE_SLOT_BITS;
+	int64_t k;
 
-	*dup_id = 0;
-	*free_id = 0;
-	for (pass = 0; pass < 2; pass++) {
-		sqlite3_bind_int64(sh->st_probe, 1, cur);
-		sqlite3_bind_int64(sh->st_probe, 2, hi);
-		while ((r = sqlite3_step(sh->st_probe)) == SQLITE_ROW) {
-			int64_t id = sqlite3_column_int64(sh->st_probe, 0);
+	*dup_id = *free_id = *dup_seq = 0;
+	for (k = 0; k < STORE_SLOTS; k++) {
+		int64_t id = base + ((home + k) & (STORE_SLOTS - 1)), seq;
+		int dup, r = store_slot(sh, id, ev, e_id, d_id, &dup, &seq);
 
-			if (id != cur)
-				break;  /* a gap: cur is free */
-			if (ev->insert_id && !*dup_id && store_same_key(sh, sh->st_probe, ev, e_id, d_id)) {
-				*dup_id = id;
-				sqlite3_reset(sh->st_probe);
-				return MP_OK;
-			}
-			cur++;
-		}
-		sqlite3_reset(sh->st_probe);
-		if (r != SQLITE_ROW && r != SQLITE_DONE)
-			return store_sqlite_err(r);
-		if (cur < hi) {
-			*free_id = cur;
+		if (r < 0)
+			return (enum mp_err)(-r);
+		if (r == 0) {
+			*free_id = id;
 			return MP_OK;
 		}
-		/* ran off the end of the millisecond: wrap to its start */
-		cur = base;
-		hi = lo;
+		if (dup) {
+			*dup_id = id;
+			*dup_seq = seq;
+			return MP_OK;
+		}
 	}
 	return MP_E_TOOBIG;
+}
+
+/* Move every staged row into `events`, in id order (invariant 5). */
+static enum mp_err store_merge_stage(struct shard *sh)
+{
+	enum mp_err rc;
+
+	if ((rc = store_exec(sh->db, "INSERT INTO events(id,e,d,r,p) SELECT id,e,d,r,p FROM stage ORDER BY id")) != MP_OK ||
+	    (rc = store_exec(sh->db, "DELETE FROM stage")) != MP_OK)
+		return rc;
+	imap_clear(&sh->staged);
+	return MP_OK;
 }
 
 static enum mp_err store_apply_event(struct store_project *sp, struct store_batch *b,
@@ -586,7 +686,7 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 {
 	struct shard *sh;
 	enum mp_err rc;
-	int64_t e_id, d_id, free_id, dup_id;
+	int64_t e_id, d_id, free_id, dup_id, dup_seq;
 	uint32_t home;
 	int r;
 
@@ -622,37 +722,35 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		home = (uint32_t)(store_hash64(&sh->anon_seq, sizeof sh->anon_seq, 0) & (STORE_SLOTS - 1));
 		sh->anon_seq++;
 	}
-	/* Fast path: the home slot is free.  Then no copy of this key can be
-	 * stored: rows are never deleted, so a copy would sit at home or on an
-	 * unbroken run of slots after it. */
-	r = store_insert_row(sh, (ev->time_ms << STORE_SLOT_BITS) + home, e_id, d_id,
-			     b->recv_ms - ev->time_ms, &sp->enc);
-	if (r == SQLITE_DONE)
-		goto stored;
-	if (r != SQLITE_CONSTRAINT) {
-		log_error("shard %s: insert: %s", sh->key, sqlite3_errmsg(sh->db));
-		return store_sqlite_err(r);
-	}
-	if ((rc = store_probe(sh, ev, e_id, d_id, home, &free_id, &dup_id)) != MP_OK)
+	if ((rc = store_probe(sh, ev, e_id, d_id, home, &free_id, &dup_id, &dup_seq)) != MP_OK)
 		return rc;
 	if (dup_id) {
 		/* Mixpanel keeps the most recently ingested copy */
-		sqlite3_bind_blob(sh->st_dup_upd, 1, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
-		sqlite3_bind_int64(sh->st_dup_upd, 2, b->recv_ms - ev->time_ms);
-		sqlite3_bind_int64(sh->st_dup_upd, 3, dup_id);
-		r = sqlite3_step(sh->st_dup_upd);
-		sqlite3_reset(sh->st_dup_upd);
+		sqlite3_stmt *up = dup_seq ? sh->st_stage_upd : sh->st_dup_upd;
+
+		sqlite3_bind_blob(up, 1, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
+		sqlite3_bind_int64(up, 2, b->recv_ms - ev->time_ms);
+		sqlite3_bind_int64(up, 3, dup_seq ? dup_seq : dup_id);
+		r = sqlite3_step(up);
+		sqlite3_reset(up);
 		if (r != SQLITE_DONE)
 			return store_sqlite_err(r);
 		b->n_dup++;
 		return MP_OK;
 	}
-	r = store_insert_row(sh, free_id, e_id, d_id, b->recv_ms - ev->time_ms, &sp->enc);
+	sqlite3_bind_int64(sh->st_stage_ins, 1, free_id);
+	sqlite3_bind_int64(sh->st_stage_ins, 2, e_id);
+	sqlite3_bind_int64(sh->st_stage_ins, 3, d_id);
+	sqlite3_bind_int64(sh->st_stage_ins, 4, b->recv_ms - ev->time_ms);
+	sqlite3_bind_blob(sh->st_stage_ins, 5, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
+	r = sqlite3_step(sh->st_stage_ins);
+	sqlite3_reset(sh->st_stage_ins);
 	if (r != SQLITE_DONE) {
 		log_error("shard %s: insert: %s", sh->key, sqlite3_errmsg(sh->db));
 		return store_sqlite_err(r);
 	}
-stored:
+	if ((rc = imap_put(&sh->staged, free_id, sqlite3_last_insert_rowid(sh->db))) != MP_OK)
+		return rc;
 	sh->added++;
 	b->n_new++;
 	return MP_OK;
@@ -760,9 +858,9 @@ static void store_rollback_all(struct store_project *sp)
 			continue;
 		store_exec(sh->db, "ROLLBACK");
 		sh->in_tx = 0;
-		/* invariant 3: the map may hold strings the rollback took away */
-		if (shard_load_dict(sh) != MP_OK)
-			log_error("shard %s: cannot reload the dictionary after a rollback", sh->key);
+		/* invariants 3 and 5: the maps may hold rows the rollback took away */
+		if (shard_load_dict(sh) != MP_OK || shard_load_stage(sh) != MP_OK)
+			log_error("shard %s: cannot reload its maps after a rollback", sh->key);
 	}
 	if (sp->meta_in_tx) {
 		store_exec(sp->meta, "ROLLBACK");
@@ -800,6 +898,8 @@ static enum mp_err store_commit_all(struct store_project *sp, int64_t *added)
 
 		if (!sh->in_tx)
 			continue;
+		if (sh->staged.n >= STORE_STAGE_MAX && (rc = store_merge_stage(sh)) != MP_OK)
+			break;
 		sqlite3_bind_int64(sh->st_stat, 1, sh->added);
 		s = sqlite3_step(sh->st_stat);
 		sqlite3_reset(sh->st_stat);
@@ -1361,8 +1461,9 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 	char path[4096];
 	sqlite3_stmt *st = NULL;
 	struct buf sql;
-	enum mp_err rc;
+	enum mp_err rc = MP_OK;
 	size_t i;
+	int arm;
 	int64_t maxid = 0;
 
 	snprintf(ex->key, sizeof ex->key, "%s", key);
@@ -1419,13 +1520,17 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 
 	/* placeholders only: names are bound, never pasted */
 	buf_init(&sql, 1 << 20);
-	rc = buf_printf(&sql, "SELECT id, e, d, r, p FROM events WHERE id >= ?1 AND id < ?2");
-	if (rc == MP_OK && ex->n_names) {
-		rc = buf_printf(&sql, " AND e IN (SELECT id FROM dict WHERE s IN (");
-		for (i = 0; rc == MP_OK && i < ex->n_names; i++)
-			rc = buf_printf(&sql, i ? ",?%zu" : "?%zu", i + 3);
-		if (rc == MP_OK)
-			rc = buf_printf(&sql, "))");
+	/* both tables (invariant 5), merged in id order by SQLite */
+	for (arm = 0; rc == MP_OK && arm < 2; arm++) {
+		rc = buf_printf(&sql, "%sSELECT id, e, d, r, p FROM %s WHERE id >= ?1 AND id < ?2",
+				arm ? " UNION ALL " : "", arm ? "stage" : "events");
+		if (rc == MP_OK && ex->n_names) {
+			rc = buf_printf(&sql, " AND e IN (SELECT id FROM dict WHERE s IN (");
+			for (i = 0; rc == MP_OK && i < ex->n_names; i++)
+				rc = buf_printf(&sql, i ? ",?%zu" : "?%zu", i + 3);
+			if (rc == MP_OK)
+				rc = buf_printf(&sql, "))");
+		}
 	}
 	if (rc == MP_OK)
 		rc = buf_printf(&sql, " ORDER BY id");

@@ -22,6 +22,21 @@ CREATE TABLE events(
   r  INTEGER NOT NULL,          -- receive time minus event time, ms
   p  BLOB NOT NULL              -- encoded properties
 );
+-- Recent events, in arrival order.  Live events arrive with seconds of
+-- jitter, so inserting each straight into `events` would dirty one page of
+-- the recent time window per event; the writer appends them here instead
+-- (a page or two per commit) and moves them into `events` in id order every
+-- few tens of thousands, touching each page of the window once.  A row's
+-- `id` is final (dedup and slot probing consider both tables); readers read
+-- both tables (`UNION ALL ... ORDER BY id`).
+CREATE TABLE stage(
+  seq INTEGER PRIMARY KEY,      -- arrival order
+  id  INTEGER NOT NULL,         -- its id in `events`, as above
+  e   INTEGER NOT NULL,
+  d   INTEGER NOT NULL,
+  r   INTEGER NOT NULL,
+  p   BLOB NOT NULL
+);
 CREATE TABLE stats(
   name  TEXT PRIMARY KEY,
   value INTEGER NOT NULL

@@ -1380,6 +1380,56 @@ out:
 	fx_close(&f);
 }
 
+/* Past STORE_STAGE_MAX staged events the stage is merged into `events`:
+ * duplicates are still found on both sides of a merge, and export sees
+ * every event once, in time order, whichever table holds it. */
+static void dedup_and_export_span_the_stage_and_the_merged_table(void)
+{
+	enum { N = 40000, B = 2000 };
+	static char iid[N][12];
+	struct ev *evs = calloc(B, sizeof *evs);
+	struct fx f;
+	cJSON *arr = NULL, *line;
+	int i, k, n, ordered = 1;
+	long long prev = -1;
+
+	if (!evs || fx_open(&f, "month") != 0)
+		goto out;
+	for (i = 0; i < N; i++)
+		snprintf(iid[i], sizeof iid[i], "m%d", i);
+	for (k = 0; k < N / B; k++) {
+		for (i = 0; i < B; i++)
+			evs[i] = (struct ev){ T0 + (k * B + i) * 7 % (N * 7), "e", "u", iid[k * B + i], NULL };
+		wrote_at(write_events(f.sp, evs, B, RECV), MP_OK, B, 0, __LINE__);
+	}
+	/* the first batch is in `events` by now, the last one may be staged */
+	for (i = 0; i < B; i++)
+		evs[i] = (struct ev){ T0 + i * 7 % (N * 7), "e", "u", iid[i], "{'again':true}" };
+	wrote_at(write_events(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
+	for (i = 0; i < B; i++)
+		evs[i] = (struct ev){ T0 + (N - B + i) * 7 % (N * 7), "e", "u", iid[N - B + i], "{'again':true}" };
+	wrote_at(write_events(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
+	if (fx_reopen(&f) != 0)
+		goto out;
+	arr = EXPORT_ALL(f.sp);
+	n = cJSON_GetArraySize(arr);
+	CHECK_INT(n, N);
+	cJSON_ArrayForEach(line, arr) {
+		cJSON *props = cJSON_GetObjectItemCaseSensitive(line, "properties");
+		long long t = (long long)cJSON_GetObjectItemCaseSensitive(props, "time")->valuedouble;
+
+		if (t < prev)
+			ordered = 0;
+		prev = t;
+	}
+	CHECK(ordered);
+	CHECK_INT(store_event_count(f.sp), N);
+out:
+	cJSON_Delete(arr);
+	free(evs);
+	fx_close(&f);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -1393,6 +1443,7 @@ int main(void)
 	TEST_RUN(export_is_in_time_order_across_month_shards);
 	TEST_RUN(export_keeps_every_event_of_one_ms_between_its_neighbours);
 	TEST_RUN(dictionary_holds_each_string_once_across_restarts_and_rollbacks);
+	TEST_RUN(dedup_and_export_span_the_stage_and_the_merged_table);
 	TEST_RUN(export_is_in_time_order_across_day_shards);
 	TEST_RUN(export_from_is_inclusive_and_to_is_exclusive_at_the_ms);
 	TEST_RUN(export_filters_by_event_name);
