@@ -26,6 +26,10 @@ void buf_free(struct buf *b);
 void buf_reset(struct buf *b);                  /* len = 0, keeps memory */
 char *buf_take(struct buf *b, size_t *len);     /* caller frees; never NULL on success path */
 
+/* Make room for N more bytes in one allocation (MP_E_TOOBIG past max). */
+__attribute__((warn_unused_result))
+enum mp_err buf_reserve(struct buf *b, size_t n);
+
 __attribute__((warn_unused_result))
 enum mp_err buf_append(struct buf *b, const void *p, size_t n);
 __attribute__((warn_unused_result))

@@ -44,7 +44,7 @@ char *buf_take(struct buf *b, size_t *len)
 	return p;
 }
 
-static enum mp_err buf_reserve(struct buf *b, size_t n)
+enum mp_err buf_reserve(struct buf *b, size_t n)
 {
 	size_t need, ncap;
 	char *p;

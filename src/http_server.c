@@ -647,6 +647,10 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 			if (*end || v > srv->cfg->max_body_bytes)
 				return http_send_error(r, 413, "request exceeds max limit of %zu bytes",
 						       srv->cfg->max_body_bytes);
+			/* one allocation for the whole body instead of a doubling series
+			 * (each large realloc made glibc consolidate its free lists) */
+			if (v && buf_reserve(&r->body, (size_t)v) != MP_OK)
+				return http_send_error(r, 503, "out of memory");
 		}
 		if (r->route == R_IMPORT) {
 			/* authenticate before reading (let alone decoding) the body;

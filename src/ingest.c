@@ -37,8 +37,11 @@ static const char *const ingest_blocked[] = {
 
 int ingest_blocked_id(const char *s)
 {
-	size_t i;
+	size_t i, n = strlen(s);
 
+	/* the blocked values are at most 9 bytes long, or the 36-byte zero UUID */
+	if (n > 9 && n != 36)
+		return 0;
 	for (i = 0; ingest_blocked[i]; i++)
 		if (strcasecmp(s, ingest_blocked[i]) == 0)
 			return 1;
@@ -342,8 +345,12 @@ static enum mp_err ingest_dedupe_keys(struct ingest_result *res, cJSON *obj)
 
 	for (c = obj->child; c; c = next) {
 		next = c->next;
+		if (!c->string)
+			continue;
+		/* quadratic in the keys (capped at 255 before this runs); compare
+		 * the first byte inline, most keys differ there */
 		for (d = c->next; d; d = d->next)
-			if (c->string && d->string && strcmp(c->string, d->string) == 0)
+			if (d->string && d->string[0] == c->string[0] && strcmp(c->string, d->string) == 0)
 				break;
 		if (!d)
 			continue;
