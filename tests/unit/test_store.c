@@ -1386,7 +1386,7 @@ out:
 static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 {
 	enum { N = 40000, B = 2000 };
-	static char iid[N][12];
+	static char iid[N][16];
 	struct ev *evs = calloc(B, sizeof *evs);
 	struct fx f;
 	cJSON *arr = NULL, *line;
