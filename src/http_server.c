@@ -83,6 +83,7 @@ struct req {
 	const struct config_project *import_project; /* /import: whose secret was presented */
 	char method[8];
 	char path[128];
+	char why[320];          /* why the request (or some of its records) failed, for the log line */
 };
 
 /* ---------- small helpers ---------- */
@@ -244,6 +245,7 @@ static enum MHD_Result http_send_error(struct req *r, int status, const char *fm
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	snprintf(r->why, sizeof r->why, "%s", msg);
 	http_reply_error(&rep, status, msg, r->uri);
 	return http_send(r, &rep);
 }
@@ -279,6 +281,13 @@ static enum MHD_Result http_ingest_answer(struct req *r, enum mp_err decode_rc, 
 	o.store_err = r->ing.batch.err;
 	if (decode_rc == MP_OK && r->ing.batch.rc == MP_OK)
 		r->n_events = r->ing.batch.n_new + r->ing.batch.n_dup + r->ing.batch.n_updates;
+	if (decode_rc != MP_OK)
+		snprintf(r->why, sizeof r->why, "%s", decode_err && decode_err[0] ? decode_err : mp_strerror(decode_rc));
+	else if (r->ing.batch.rc != MP_OK)
+		snprintf(r->why, sizeof r->why, "%s", r->ing.batch.err);
+	else if (r->ing.n_failures)
+		snprintf(r->why, sizeof r->why, "%zu of %zu records rejected, first: %s", r->ing.n_failures,
+			 r->ing.n_records, r->ing.first_error);
 	http_reply_ingest(&rep, &o);
 	return http_send(r, &rep);
 }
@@ -586,11 +595,16 @@ static void http_completed_cb(void *cls, struct MHD_Connection *con, void **con_
 	(void)con;
 	if (!r)
 		return;
+	/* the reason may quote client bytes: keep the log one line per request */
+	for (char *c = r->why; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
-	log_info("%s %s %d events=%zu %.2fms%s", r->method[0] ? r->method : "-", r->path[0] ? r->path : "-",
+	log_info("%s %s %d events=%zu %.2fms%s%s%s", r->method[0] ? r->method : "-", r->path[0] ? r->path : "-",
 		 r->status, r->n_events, ms,
-		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)",
+		 r->why[0] ? " error: " : "", r->why);
 	rp_result_free(&r->rp);
 	ingest_result_free(&r->ing);
 	buf_free(&r->body);
@@ -668,6 +682,7 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 			if (!r->import_project) {
 				struct http_reply rep;
 
+				snprintf(r->why, sizeof r->why, "missing or wrong API secret");
 				http_reply_import_unauthorized(&rep);
 				return http_send(r, &rep);
 			}
