@@ -6,7 +6,7 @@
 #   make test       unit tests, fuzzers (briefly), e2e tests; then again under ASan+UBSan
 #   make bench      ingestion benchmark (see docs/PERFORMANCE.md)
 #   make install    binary, /etc/mixpaneld/config.ini, systemd unit
-#   make SAN=1      build into build-san/ with AddressSanitizer + UBSan
+#   make SAN=1      build into build/san/ with AddressSanitizer + UBSan
 #   make fuzz       build the libFuzzer targets; make fuzz-long runs them for minutes
 #   make lint       ban sprintf/strcpy/atoi/strcat/gets
 
@@ -16,7 +16,7 @@ TOOL_PKGS := clang libclang-rt-dev nodejs npm openssl sqlite3 curl chromium
 
 CC      ?= cc
 ifeq ($(SAN),1)
-BUILD   := build-san
+BUILD   := build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT     := -O1 -g
 else
@@ -40,7 +40,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 5
 
 PREFIX  ?= /usr/local
@@ -96,7 +96,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) tests/unit/testlib.h | $(BUILD)/test
 $(BUILD)/tools/%: tests/tools/%.c $(LIBOBJS) | $(BUILD)/tools
 	$(CC) $(CFLAGS) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/tools build-fuzz:
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/tools build/fuzz:
 	mkdir -p $@
 
 tools: $(TOOL_BINS)
@@ -105,7 +105,7 @@ unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
 
 # libFuzzer targets: clang, with ASan+UBSan, linked against the library sources.
-build-fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) build/gen/schema.c | build-fuzz
+build/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) build/gen/schema.c | build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
 	  -o $@ $< $(filter-out src/main.c,$(SRCS)) build/gen/schema.c $(PKG_LIBS) -lpthread -lm
 
@@ -114,10 +114,10 @@ fuzz: $(FUZZ_BINS)
 
 # Replay each committed corpus, then fuzz for FUZZ_SECONDS per target.
 fuzz-run: fuzz
-	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
-	    >build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; done; echo "fuzz: all targets clean"
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	    >build/fuzz/$$n.log 2>&1 || { tail -40 build/fuzz/$$n.log; exit 1; }; done; echo "fuzz: all targets clean"
 
 fuzz-long:
 	$(MAKE) fuzz-run FUZZ_SECONDS=600
@@ -158,6 +158,6 @@ lint:
 	  echo "lint: banned function (use snprintf, memcpy with a length, strtol)"; exit 1; fi; echo "lint: ok"
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build
 
 -include $(OBJS:.o=.d)
