@@ -39,11 +39,12 @@
 #include "req_parse.h"
 
 /* Per-connection buffer: bounds the request line and headers, so a GET
- * carrying a Node SDK event in its query string may be up to ~60 KiB
+ * carrying a Node SDK event in its query string may be up to ~30 KiB
  * (larger ones get 414; POST bodies are not limited by it).  libmicrohttpd
  * clears the whole buffer for every request, so it costs CPU per request:
- * 256 KiB spent ~20% of the server's CPU on memset under single-event load. */
-#define HTTP_CONN_MEMORY ((size_t)64 * 1024)
+ * under single-event load 256 KiB spent ~20% of the server's CPU in memset,
+ * 64 KiB ~6%.  32 KiB is libmicrohttpd's default. */
+#define HTTP_CONN_MEMORY ((size_t)32 * 1024)
 
 enum route {
 	R_NONE = 0, R_TRACK, R_ENGAGE, R_GROUPS, R_IMPORT, R_EXPORT, R_HEALTHZ, R_DECIDE
