@@ -222,6 +222,7 @@ struct shard {
 	sqlite3_stmt *st_stage_ins, *st_stage_upd, *st_main_get, *st_stage_get, *st_dup_upd, *st_dict_ins, *st_stat;
 	struct strmap dict;
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
+	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
 	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
 	int in_tx;
@@ -473,7 +474,8 @@ static enum mp_err shard_load_dict(struct shard *sh)
 	return rc;
 }
 
-/* Rebuild the map of staged rows from the stage table (invariant 5). */
+/* Rebuild the map of staged rows from the stage table (invariant 5), and
+ * the largest id in `events`. */
 static enum mp_err shard_load_stage(struct shard *sh)
 {
 	sqlite3_stmt *st = NULL;
@@ -481,6 +483,13 @@ static enum mp_err shard_load_stage(struct shard *sh)
 	int r;
 
 	imap_clear(&sh->staged);
+	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(id),0) FROM events", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return MP_E_STORE;
+	}
+	sh->main_max = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(sh->db, "SELECT seq, id FROM stage", -1, &st, NULL) != SQLITE_OK)
 		return MP_E_STORE;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW)
@@ -611,6 +620,8 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 
 	*dup = 0;
 	*stage_seq = seq;
+	if (!seq && id > sh->main_max)
+		return 0; /* newer than anything merged: the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
@@ -677,8 +688,8 @@ static enum mp_err store_merge_stage(struct shard *sh)
 	if ((rc = store_exec(sh->db, "INSERT INTO events(id,e,d,r,p) SELECT id,e,d,r,p FROM stage ORDER BY id")) != MP_OK ||
 	    (rc = store_exec(sh->db, "DELETE FROM stage")) != MP_OK)
 		return rc;
-	imap_clear(&sh->staged);
-	return MP_OK;
+	/* reload the (now empty) map and main_max; a rollback reloads them too */
+	return shard_load_stage(sh);
 }
 
 static enum mp_err store_apply_event(struct store_project *sp, struct store_batch *b,
