@@ -6,6 +6,10 @@
  *   data_dir/<project>/meta.db            profiles, group profiles
  *   data_dir/<project>/events-YYYY-MM.db  events of one UTC month (shard_period=month)
  *   data_dir/<project>/events-YYYY-MM-DD.db                      (shard_period=day)
+ *   data_dir/<project>/LOCK               flock()ed: one process per project
+ * An event shard keeps events in two tables, `events` (clustered by time) and
+ * `stage` (recent arrivals, merged into `events` in bulk); a reader of raw
+ * shard files must read both.
  * Every file is in WAL mode; its schema comes from sql/<kind>/NNN_*.sql and
  * PRAGMA user_version records the last migration applied.
  *

@@ -18,6 +18,9 @@
  *   5. An event row is in exactly one of `events` and `stage`, under its
  *      final id; the staged map of an open shard holds exactly the stage
  *      table's (id -> seq) as the writer's transaction sees them.
+ *   6. Event rows are never deleted (only replaced in place by a duplicate):
+ *      dedup relies on unbroken runs of taken slots from a key's home slot.
+ *      Deleting (privacy requests) must keep the runs unbroken.
  */
 #include "store.h"
 
