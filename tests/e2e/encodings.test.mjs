@@ -7,6 +7,7 @@ import { startServer, DEMO } from './lib/server.mjs';
 import {
   EXAMPLES, send, form, gzip, b64json, FORM, JSONCT, postForm, postJSON, expectedStored, comparableProps,
   exportAll, readJSON, trackBodyVariants, sanitizerClean, sleep,
+  assertStored as assertStoredIn,
 } from './lib/wire.mjs';
 
 const EX = { name: 'examples', id: 3, token: 'PROJECT_TOKEN', api_secret: 'examples-secret', timezone: 'UTC' };
@@ -99,20 +100,7 @@ async function exportNamed(names) {
   return exportAll(srv, DEMO.api_secret, { events: names, timeInMs: true });
 }
 
-async function assertStored(sent, { imp = false } = {}) {
-  const names = [...new Set(sent.map((e) => e.event))];
-  const evs = await exportNamed(names);
-  assert.equal(evs.length, sent.length, `stored ${JSON.stringify(evs)}`);
-  for (const s of sent) {
-    const exp = expectedStored(s, { import: imp });
-    const got = evs.find((e) => e.properties.$insert_id === exp.insert_id);
-    assert.ok(got, `${exp.event} ${exp.insert_id} exported`);
-    assert.equal(got.event, exp.event);
-    assert.equal(got.properties.time, exp.time_ms);
-    assert.deepStrictEqual(comparableProps(got, { generatedInsertId: false }), exp.props);
-  }
-  return evs;
-}
+const assertStored = (sent, opts) => assertStoredIn(srv, DEMO.api_secret, sent, opts);
 
 test('GET /track with base64 data in the query string (Node single call)', async () => {
   const e = ev('enc get b64', 'enc-get-1', { note: 'a+b/c=d ü' });

@@ -6,6 +6,7 @@ import { startServer, DEMO } from './lib/server.mjs';
 import {
   send, form, gzip, b64json, FORM, JSONCT, postForm, postJSON, expectedStored, comparableProps,
   exportAll, sanitizerClean, truncUtf8,
+  assertStored as assertStoredIn,
 } from './lib/wire.mjs';
 
 const VERBOSE_OK = '{"status":1,"error":null}';
@@ -29,21 +30,7 @@ function ev(name, iid, extra = {}) {
 
 const stored = (names, opts = {}) => exportAll(srv, DEMO.api_secret, { events: names, timeInMs: true, ...opts });
 
-// Every event of SENT is exported exactly once with the expected properties.
-async function assertStored(sent, { imp = false } = {}) {
-  const names = [...new Set(sent.map((e) => truncUtf8(e.event)))];
-  const evs = await stored(names);
-  assert.equal(evs.length, sent.length, `exported: ${JSON.stringify(evs)}`);
-  for (const s of sent) {
-    const exp = expectedStored(s, { import: imp });
-    const got = evs.find((e) => e.properties.$insert_id === exp.insert_id);
-    assert.ok(got, `${exp.event} ${exp.insert_id} exported`);
-    assert.equal(got.event, exp.event);
-    assert.equal(got.properties.time, exp.time_ms);
-    assert.deepStrictEqual(comparableProps(got, { generatedInsertId: false }), exp.props);
-  }
-  return evs;
-}
+const assertStored = (sent, opts) => assertStoredIn(srv, DEMO.api_secret, sent, opts);
 
 const NOTE = 'Zürich ~~~~~~ ??? >>> ü';   // its base64 holds '+' and '/'
 

@@ -15,6 +15,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import assert from 'node:assert/strict';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 
@@ -291,4 +292,21 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Assert the server's stderr shows no sanitizer report.
 export function sanitizerClean(log) {
   return !/AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:/.test(log);
+}
+
+// Every event of SENT is exported (from the project whose API secret is
+// SECRET) exactly once, with the properties the server should have kept.
+export async function assertStored(srv, secret, sent, { imp = false } = {}) {
+  const names = [...new Set(sent.map((e) => truncUtf8(e.event)))];
+  const evs = await exportAll(srv, secret, { events: names, timeInMs: true });
+  assert.equal(evs.length, sent.length, `exported: ${JSON.stringify(evs)}`);
+  for (const s of sent) {
+    const exp = expectedStored(s, { import: imp });
+    const got = evs.find((e) => e.properties.$insert_id === exp.insert_id);
+    assert.ok(got, `${exp.event} ${exp.insert_id} exported`);
+    assert.equal(got.event, exp.event);
+    assert.equal(got.properties.time, exp.time_ms);
+    assert.deepStrictEqual(comparableProps(got, { generatedInsertId: false }), exp.props);
+  }
+  return evs;
 }
