@@ -147,11 +147,20 @@ run: deps all
 install: all
 	install -D -m 0755 $(BUILD)/mixpaneld $(DESTDIR)$(PREFIX)/bin/mixpaneld
 	install -d -m 0755 $(DESTDIR)/etc/mixpaneld
+	@# the config holds API secrets: readable by root and the service's group only
 	[ -e $(DESTDIR)/etc/mixpaneld/config.ini ] || \
 	  sed 's|^data_dir *=.*|data_dir = /var/lib/mixpaneld|' config.example.ini > $(DESTDIR)/etc/mixpaneld/config.ini
-	install -D -m 0644 docs/mixpaneld.service $(DESTDIR)/etc/systemd/system/mixpaneld.service
-	@echo "installed; create the user with: useradd --system --home /var/lib/mixpaneld mixpaneld"
-	@echo "then: systemctl daemon-reload && systemctl enable --now mixpaneld"
+	chmod 0640 $(DESTDIR)/etc/mixpaneld/config.ini
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/mixpaneld|$(PREFIX)/bin/mixpaneld|' docs/mixpaneld.service > $(DESTDIR)/etc/systemd/system/mixpaneld.service
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	  id mixpaneld >/dev/null 2>&1 || useradd --system --home /var/lib/mixpaneld --shell /usr/sbin/nologin mixpaneld; \
+	  chgrp mixpaneld /etc/mixpaneld/config.ini; \
+	  echo "installed; start it with: systemctl daemon-reload && systemctl enable --now mixpaneld"; \
+	else \
+	  echo "installed under $(DESTDIR); on the target: useradd --system --home /var/lib/mixpaneld --shell /usr/sbin/nologin mixpaneld,"; \
+	  echo "chgrp mixpaneld /etc/mixpaneld/config.ini, then systemctl daemon-reload && systemctl enable --now mixpaneld"; \
+	fi
 
 lint:
 	@if grep -nE '\b(sprintf|strcpy|strcat|atoi|gets)\s*\(' src/*.c include/*.h; then \
