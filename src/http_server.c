@@ -144,6 +144,19 @@ static void http_client_ip(struct req *r, char *out, size_t n)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, out, (socklen_t)n);
 }
 
+/* The query-string parameters alone into OUT (the caller frees it with
+ * rp_result_free): rp_decode's "no data" outcome is expected here. */
+static void http_query_params(const struct req *r, struct rp_result *out)
+{
+	struct rp_request q;
+	char err[64];
+
+	memset(&q, 0, sizeof q);
+	q.query = r->query;
+	q.query_len = strlen(r->query);
+	rp_decode(&q, out, err, sizeof err);
+}
+
 /* Constant-time equality of two secrets of any length. */
 static int http_secret_eq(const char *a, size_t an, const char *b, size_t bn)
 {
@@ -439,15 +452,7 @@ static enum MHD_Result http_export(struct req *r)
 	char err[256];
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 
-	{
-		/* only the parameters are wanted: the "no data" outcome is expected */
-		struct rp_request in;
-
-		memset(&in, 0, sizeof in);
-		in.query = r->query;
-		in.query_len = strlen(r->query);
-		rp_decode(&in, &r->rp, err, sizeof err);
-	}
+	http_query_params(r, &r->rp);
 	if (!(p = http_auth_secret(r, http_param(r, "project_id"))))
 		return http_send_error(r, 401, "Invalid credentials");
 	from = http_param(r, "from_date");
@@ -670,14 +675,9 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 		if (r->route == R_IMPORT) {
 			/* authenticate before reading (let alone decoding) the body;
 			 * project_id is a query-string parameter */
-			struct rp_request q;
 			struct rp_result qr;
-			char qerr[64];
 
-			memset(&q, 0, sizeof q);
-			q.query = r->query;
-			q.query_len = strlen(r->query);
-			rp_decode(&q, &qr, qerr, sizeof qerr); /* params only: "no data" is expected */
+			http_query_params(r, &qr);
 			r->import_project = http_auth_secret(r, rp_param(&qr, "project_id"));
 			rp_result_free(&qr);
 			if (!r->import_project) {

@@ -428,6 +428,19 @@ static int store_shard_range(const char *key, int64_t *from, int64_t *to)
 	return 1;
 }
 
+/* Is NAME an event shard file ("events-KEY.db")?  Then 1, with KEY (32
+ * bytes) and its time range [*FROM, *TO); else 0. */
+static int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to)
+{
+	size_t n = strlen(name);
+
+	if (n < 11 || strncmp(name, "events-", 7) != 0 || strcmp(name + n - 3, ".db") != 0 || n - 10 >= 32)
+		return 0;
+	memcpy(key, name + 7, n - 10);
+	key[n - 10] = '\0';
+	return store_shard_range(key, from, to);
+}
+
 /* ---------- shard handles (writer thread only) ---------- */
 
 static void shard_close(struct shard *sh)
@@ -1049,14 +1062,8 @@ static int64_t store_count_events(struct store_project *sp, int *n_bad)
 		int64_t a, z;
 		sqlite3 *db;
 		sqlite3_stmt *st;
-		size_t n = strlen(de->d_name);
 
-		if (n < 11 || strncmp(de->d_name, "events-", 7) != 0 || strcmp(de->d_name + n - 3, ".db") != 0 ||
-		    n - 10 >= sizeof key)
-			continue;
-		memcpy(key, de->d_name + 7, n - 10);
-		key[n - 10] = '\0';
-		if (!store_shard_range(key, &a, &z))
+		if (!store_shard_file(de->d_name, key, &a, &z))
 			continue;
 		snprintf(path, sizeof path, "%s/%s", sp->dir, de->d_name);
 		/* read-write: applies pending migrations to every shard at start */
@@ -1423,16 +1430,10 @@ enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t
 	if (!(d = opendir(sp->dir)))
 		goto done;
 	while ((de = readdir(d))) {
-		size_t n = strlen(de->d_name);
 		char key[32];
 		int64_t a, z;
 
-		if (n < 11 || strncmp(de->d_name, "events-", 7) != 0 || strcmp(de->d_name + n - 3, ".db") != 0 ||
-		    n - 10 >= sizeof key)
-			continue;
-		memcpy(key, de->d_name + 7, n - 10);
-		key[n - 10] = '\0';
-		if (!store_shard_range(key, &a, &z) || z <= from_ms || a >= to_ms)
+		if (!store_shard_file(de->d_name, key, &a, &z) || z <= from_ms || a >= to_ms)
 			continue;
 		if (ex->n_keys == cap) {
 			char **nk = realloc(ex->keys, (cap = cap ? cap * 2 : 16) * sizeof *nk);
