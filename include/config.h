@@ -55,6 +55,16 @@ struct config_project {
 	enum config_identity identity;
 };
 
+/* [service_account.NAME]: HTTP Basic username:secret for the query, export
+ * and import APIs of the projects it is granted (with project_id). */
+struct config_service_account {
+	char *name;
+	char *username;
+	char *secret;
+	char **projects;           /* project names, each one configured */
+	size_t n_projects;
+};
+
 struct config {
 	/* [server] */
 	char *bind;
@@ -76,6 +86,8 @@ struct config {
 	/* [project.*], in file order */
 	struct config_project *projects;
 	size_t n_projects;
+	struct config_service_account *accounts;
+	size_t n_accounts;
 };
 
 /* Parse TEXT (LEN bytes, need not be NUL-terminated).  FILENAME is used in
@@ -94,5 +106,12 @@ void config_free(struct config *cfg);
 const struct config_project *config_project_by_name(const struct config *cfg, const char *name);
 const struct config_project *config_project_by_token(const struct config *cfg, const char *token);
 const struct config_project *config_project_by_id(const struct config *cfg, long id);
+
+/* The account with USERNAME (compared in constant time), or NULL. */
+const struct config_service_account *config_account_by_username(const struct config *cfg,
+								  const char *username, size_t len);
+
+/* 1 if account A may read project P. */
+int config_account_grants(const struct config_service_account *a, const struct config_project *p);
 
 #endif

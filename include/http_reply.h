@@ -43,6 +43,8 @@ struct http_ingest_outcome {
 };
 
 void http_reply_free(struct http_reply *rep);
+/* A JSON answer whose body is BODY (taken over; BODY is left empty). */
+void http_reply_json(struct http_reply *rep, int status, struct buf *body);
 void http_reply_header(struct http_reply *rep, const char *name, const char *value);
 
 void http_reply_ingest(struct http_reply *rep, const struct http_ingest_outcome *o);

@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 #include "buf.h"
 #include "err.h"
+#include "expr.h"
 
 #define PC_VERSION 1
 #define PC_DICT_MAX 64
@@ -63,5 +64,48 @@ int pc_find(const unsigned char *p, size_t n, int64_t key_id,
  * item, or NULL when it would run past END. */
 const unsigned char *pc_varint(const unsigned char *p, const unsigned char *end, uint64_t *v);
 const unsigned char *pc_skip_value(const unsigned char *p, const unsigned char *end, int depth);
+
+/* Copy record P (N bytes) to OUT with every dict id (keys and top-level
+ * PC_DICTSTR values) replaced by MAP(CTX, id); MAP returns the new id or a
+ * negative value (then MP_E_STORE).  Nested values are copied as they are
+ * (they hold no dict ids).  Returns MP_OK, MP_E_STORE (corrupt) or MP_E_NOMEM. */
+enum mp_err pc_remap(const unsigned char *p, size_t n, int64_t (*map)(void *ctx, int64_t id),
+		     void *ctx, struct buf *out);
+
+/* Decode the value at V (its tag byte; END bounds it) into *OUT for the
+ * expression evaluator: null, booleans, numbers, strings (dict strings via
+ * LOOKUP; inline ones point into the record), and lists of scalars whose
+ * items are written to ITEMS (capacity N_ITEMS; extra items and nested
+ * lists/objects are left out).  Objects are undefined.  Returns 0, or -1
+ * when the record is corrupt. */
+int pc_expr_value(const unsigned char *v, const unsigned char *end, pc_lookup_fn lookup, void *ctx,
+		  struct expr_value *out, struct expr_value *items, size_t n_items);
+
+/* One stored event as the expression evaluator sees it (spec §11):
+ *   properties["x"]  property x of the record (also "time": seconds, and
+ *                    "distinct_id", which the record does not hold)
+ *   event["$time"]   the time as a datetime; event["name"] (or "$event_name",
+ *                    "event") the event name; event["distinct_id"]
+ *   user[], group[]  undefined here */
+struct pc_event_ref {
+	int64_t time_ms;
+	const char *name;
+	size_t name_len;
+	const char *did;
+	size_t did_len;
+	const unsigned char *props;
+	size_t props_len;
+	/* dict id of property key NAME in this record's dictionary, 0 if none */
+	int64_t (*key_id)(void *ctx, const char *name, size_t len);
+	pc_lookup_fn lookup;       /* dict id -> string */
+	void *ctx;
+	struct expr_value *items;  /* scratch for list values */
+	size_t n_items;
+};
+
+/* An expr_lookup_fn body for EV: fills *OUT; returns 0, or -1 when the
+ * record is corrupt. */
+int pc_event_lookup(const struct pc_event_ref *ev, enum expr_scope scope, const char *name, size_t len,
+		    struct expr_value *out);
 
 #endif

@@ -27,6 +27,9 @@
  * properties (Mixpanel shows the most recently ingested copy) and is counted
  * in n_dup; it is never stored twice, across batches and restarts.
  *
+ * Saved funnels live in meta.db; they are written through short-lived
+ * connections of the calling thread (store_funnel_*).
+ *
  * Reads: store_export_* read committed data through their own read-only
  * connections, concurrently with the writer.
  *
@@ -116,15 +119,18 @@ int64_t store_event_count(struct store_project *sp);
 int store_project_healthy(struct store_project *sp, char *why, size_t n);
 
 /* Export: events with FROM_MS <= time < TO_MS, optionally only those named in
- * NAMES (N_NAMES > 0), ascending by time (events of the same millisecond in
- * no particular order).  LIMIT 0 = no limit.
- * Returns MP_OK / MP_E_NOMEM / MP_E_STORE. */
+ * NAMES (N_NAMES > 0) and only those for which WHERE (may be NULL; the
+ * export takes it over and frees it, also on failure) is true, ascending by
+ * time (events of the same millisecond in no particular order).  LIMIT 0 =
+ * no limit.  Returns MP_OK / MP_E_NOMEM / MP_E_STORE. */
+struct expr;
 enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t to_ms,
 			      const char *const *names, size_t n_names, size_t limit,
-			      int time_in_ms, struct store_export **out);
+			      int time_in_ms, struct expr *where, struct store_export **out);
 
 /* Append the next event as one JSON line (with '\n') to OUT.  Returns 1 when
- * a line was appended, 0 at the end, or -(enum mp_err) on error. */
+ * a line was appended, 0 at the end, or -(enum mp_err) on error
+ * (-MP_E_INVALID: the `where` expression failed on an event). */
 int store_export_next(struct store_export *ex, struct buf *out);
 
 void store_export_close(struct store_export *ex);
@@ -133,5 +139,34 @@ void store_export_close(struct store_export *ex);
  * For groups pass KIND = PROFILE_GROUP with KEY and ID. */
 char *store_profile_get(struct store_project *sp, enum profile_kind kind,
 			const char *distinct_id, const char *group_key, const char *group_id);
+
+/* ---------- read access for the query engine (colstore) ---------- */
+
+struct sqlite3;
+
+/* data_dir/<project> of SP. */
+const char *store_project_dir(const struct store_project *sp);
+
+/* Is NAME an event shard file ("events-KEY.db")?  Then 1, with KEY (32
+ * bytes) and its UTC time range [*FROM, *TO) in ms; else 0. */
+int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to);
+
+/* A read-only connection to shard KEY (close with sqlite3_close).  A reader
+ * must read both tables, `events` and `stage` (see above), and the shard's
+ * `dict`, in one transaction. */
+enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, struct sqlite3 **db);
+
+/* ---------- saved funnels (meta.db table funnels) ---------- */
+
+/* Save a funnel; DEFINITION is its JSON ({"steps":[...],"length":N,
+ * "length_unit":"day"}, validated by the caller).  *ID = its funnel_id. */
+enum mp_err store_funnel_create(struct store_project *sp, const char *name, const char *definition,
+				int64_t *id);
+
+/* Name and definition (caller frees both) of funnel ID, or MP_E_NOTFOUND. */
+enum mp_err store_funnel_get(struct store_project *sp, int64_t id, char **name, char **definition);
+
+/* Append the JSON array of saved funnels, [{"funnel_id":N,"name":".."}], to OUT. */
+enum mp_err store_funnel_list(struct store_project *sp, struct buf *out);
 
 #endif

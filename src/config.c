@@ -42,6 +42,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,7 +57,7 @@
 #define CONFIG_KEYS_MAX 16                /* keys per section table */
 #define CONFIG_SHOW_MAX 64                /* bytes of user text quoted in a message */
 
-enum config_section { SECTION_NONE, SECTION_SERVER, SECTION_STORAGE, SECTION_PROJECT };
+enum config_section { SECTION_NONE, SECTION_SERVER, SECTION_STORAGE, SECTION_PROJECT, SECTION_ACCOUNT };
 
 /* Where each project's facts came from, for messages; parallel to cfg->projects. */
 struct config_project_lines {
@@ -78,6 +80,8 @@ struct config_parser {
 	size_t key_line[CONFIG_KEYS_MAX];  /* line of each key seen in this section, 0 = not yet */
 	size_t server_line, storage_line;  /* first line of those sections, 0 = absent */
 	size_t tls_cert_line, tls_key_line;
+	size_t *alines;                    /* section line of each service account */
+	size_t *aproj_lines;               /* line of each account's `projects` key */
 };
 
 struct config_key {
@@ -554,6 +558,159 @@ static const struct config_key config_project_keys[] = {
 	{ NULL, NULL }
 };
 
+/* ---- [service_account.NAME] ------------------------------------------- */
+
+static struct config_service_account *config_cur_account(struct config_parser *p)
+{
+	return &p->cfg->accounts[p->cfg->n_accounts - 1];
+}
+
+static enum mp_err config_set_acct_username(struct config_parser *p, const char *key, const char *val)
+{
+	enum mp_err rc = config_credential(p, key, val);
+	size_t i;
+
+	if (rc != MP_OK)
+		return rc;
+	if (strchr(val, ':'))
+		return KEY_FAIL(p, key, "must not contain ':' (HTTP Basic separates user and secret with it)");
+	for (i = 0; i + 1 < p->cfg->n_accounts; i++)
+		if (p->cfg->accounts[i].username && strcmp(p->cfg->accounts[i].username, val) == 0)
+			return KEY_FAIL(p, key, "duplicate username (already used by [service_account.%s])",
+					p->cfg->accounts[i].name);
+	return config_set_str(p, &config_cur_account(p)->username, val);
+}
+
+static enum mp_err config_set_acct_secret(struct config_parser *p, const char *key, const char *val)
+{
+	enum mp_err rc = config_credential(p, key, val);
+
+	if (rc != MP_OK)
+		return rc;
+	return config_set_str(p, &config_cur_account(p)->secret, val);
+}
+
+/* A comma-separated list of project names, checked against the projects
+ * once the whole file is read (config_finish). */
+static enum mp_err config_set_acct_projects(struct config_parser *p, const char *key, const char *val)
+{
+	struct config_service_account *a = config_cur_account(p);
+	const char *s = val;
+
+	p->aproj_lines[p->cfg->n_accounts - 1] = p->line;
+	while (*s) {
+		const char *e;
+		size_t n;
+		char **np;
+
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		if (!*s)
+			break;
+		for (e = s; *e && *e != ','; e++)
+			;
+		n = (size_t)(e - s);
+		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		if (!(np = realloc(a->projects, (a->n_projects + 1) * sizeof *np)))
+			return config_nomem(p);
+		a->projects = np;
+		if (!(a->projects[a->n_projects] = strndup(s, n)))
+			return config_nomem(p);
+		a->n_projects++;
+		s = e;
+	}
+	if (!a->n_projects)
+		return KEY_FAIL(p, key, "must name at least one project (comma-separated project names)");
+	return MP_OK;
+}
+
+static const struct config_key config_account_keys[] = {
+	{ "username", config_set_acct_username },
+	{ "secret", config_set_acct_secret },
+	{ "projects", config_set_acct_projects },
+	{ NULL, NULL }
+};
+
+static enum mp_err config_account_open(struct config_parser *p, const char *name, const char *line)
+{
+	struct config *cfg = p->cfg;
+	size_t i, n = strlen(name);
+	struct config_service_account *na;
+	size_t *nl, *npl;
+
+	if (n == 0 || n > CONFIG_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						  "0123456789_-") != n)
+		return config_fail(p, MP_E_CONFIG, p->line, "section", line,
+				   "invalid service account name (1 to 64 of A-Z a-z 0-9 _ -)");
+	for (i = 0; i < cfg->n_accounts; i++)
+		if (strcmp(cfg->accounts[i].name, name) == 0)
+			return config_fail(p, MP_E_CONFIG, p->line, "section", line,
+					   "duplicate section (first at line %zu)", p->alines[i]);
+	if (!(na = realloc(cfg->accounts, (cfg->n_accounts + 1) * sizeof *na)))
+		return config_nomem(p);
+	cfg->accounts = na;
+	if (!(nl = realloc(p->alines, (cfg->n_accounts + 1) * sizeof *nl)))
+		return config_nomem(p);
+	p->alines = nl;
+	if (!(npl = realloc(p->aproj_lines, (cfg->n_accounts + 1) * sizeof *npl)))
+		return config_nomem(p);
+	p->aproj_lines = npl;
+	memset(&na[cfg->n_accounts], 0, sizeof *na);
+	if (!(na[cfg->n_accounts].name = strdup(name)))
+		return config_nomem(p);
+	p->alines[cfg->n_accounts] = p->line;
+	p->aproj_lines[cfg->n_accounts] = 0;
+	cfg->n_accounts++;
+	return MP_OK;
+}
+
+/* Required keys of the account section that is ending. */
+static enum mp_err config_account_close(struct config_parser *p)
+{
+	struct config_service_account *a;
+	char section[CONFIG_NAME_MAX + 24];
+
+	if (p->section != SECTION_ACCOUNT)
+		return MP_OK;
+	a = config_cur_account(p);
+	if (a->username && a->secret && a->n_projects)
+		return MP_OK;
+	snprintf(section, sizeof section, "[service_account.%s]", a->name);
+	return config_fail(p, MP_E_CONFIG, p->section_line, "section", section,
+			   "missing required key(s): username, secret and projects are all required");
+}
+
+const struct config_service_account *config_account_by_username(const struct config *cfg,
+								  const char *username, size_t len)
+{
+	const struct config_service_account *found = NULL;
+	unsigned char h1[SHA256_DIGEST_LENGTH], h2[SHA256_DIGEST_LENGTH];
+	size_t i;
+
+	if (!cfg)
+		return NULL;
+	SHA256((const unsigned char *)username, len, h1);
+	for (i = 0; i < cfg->n_accounts; i++) {
+		const char *u = cfg->accounts[i].username;
+
+		SHA256((const unsigned char *)u, strlen(u), h2);
+		if (CRYPTO_memcmp(h1, h2, sizeof h1) == 0 && !found)
+			found = &cfg->accounts[i];
+	}
+	return found;
+}
+
+int config_account_grants(const struct config_service_account *a, const struct config_project *p)
+{
+	size_t i;
+
+	for (i = 0; a && p && i < a->n_projects; i++)
+		if (strcmp(a->projects[i], p->name) == 0)
+			return 1;
+	return 0;
+}
+
 /* ---- sections ---------------------------------------------------------- */
 
 /* Check the project section that is ending: required keys, default time zone. */
@@ -644,6 +801,8 @@ static enum mp_err config_section_line(struct config_parser *p, const char *line
 	name[n] = '\0';
 
 	rc = config_project_close(p);
+	if (rc == MP_OK)
+		rc = config_account_close(p);
 	if (rc != MP_OK)
 		return rc;
 	memset(p->key_line, 0, sizeof p->key_line);
@@ -674,8 +833,16 @@ static enum mp_err config_section_line(struct config_parser *p, const char *line
 			p->section = SECTION_PROJECT;
 		return rc;
 	}
+	if (strncmp(name, "service_account.", 16) == 0) {
+		p->section = SECTION_NONE;
+		rc = config_account_open(p, name + 16, line);
+		if (rc == MP_OK)
+			p->section = SECTION_ACCOUNT;
+		return rc;
+	}
 	return config_fail(p, MP_E_CONFIG, p->line, "section", line,
-			   "unknown section (expected [server], [storage] or [project.NAME])");
+			   "unknown section (expected [server], [storage], [project.NAME] or "
+			   "[service_account.NAME])");
 }
 
 /* ---- key = value ------------------------------------------------------- */
@@ -711,6 +878,7 @@ static enum mp_err config_pair_line(struct config_parser *p, const char *line, s
 	case SECTION_SERVER: table = config_server_keys; break;
 	case SECTION_STORAGE: table = config_storage_keys; break;
 	case SECTION_PROJECT: table = config_project_keys; break;
+	case SECTION_ACCOUNT: table = config_account_keys; break;
 	case SECTION_NONE:
 		return KEY_FAIL(p, key, "not inside a section (put [server], [storage] or "
 			       "[project.NAME] above it)");
@@ -722,6 +890,9 @@ static enum mp_err config_pair_line(struct config_parser *p, const char *line, s
 		if (p->section == SECTION_PROJECT)
 			return KEY_FAIL(p, key, "unknown key in [project.%s] (known: id, token, "
 				       "api_secret, timezone, identity)", config_cur_project(p)->name);
+		if (p->section == SECTION_ACCOUNT)
+			return KEY_FAIL(p, key, "unknown key in [service_account.%s] (known: username, "
+				       "secret, projects)", config_cur_account(p)->name);
 		return KEY_FAIL(p, key, "unknown key in [%s]",
 				p->section == SECTION_SERVER ? "server" : "storage");
 	}
@@ -844,9 +1015,18 @@ static enum mp_err config_finish(struct config_parser *p)
 {
 	struct config *cfg = p->cfg;
 	enum mp_err rc = config_project_close(p);
+	size_t i, j;
 
+	if (rc == MP_OK)
+		rc = config_account_close(p);
 	if (rc != MP_OK)
 		return rc;
+	for (i = 0; i < cfg->n_accounts; i++)
+		for (j = 0; j < cfg->accounts[i].n_projects; j++)
+			if (!config_project_by_name(cfg, cfg->accounts[i].projects[j]))
+				return config_fail(p, MP_E_CONFIG, p->aproj_lines[i], "key", "projects",
+						   "[service_account.%s] grants unknown project '%.64s'",
+						   cfg->accounts[i].name, cfg->accounts[i].projects[j]);
 	if (cfg->n_projects == 0)
 		return config_fail(p, MP_E_CONFIG, p->line ? p->line : 1, NULL, NULL,
 				   "no [project.NAME] section: at least one project is required");
@@ -944,9 +1124,13 @@ enum mp_err config_parse(const char *text, size_t len, const char *filename,
 	if (rc != MP_OK) {
 		config_free(p.cfg);
 		free(p.plines);
+		free(p.alines);
+		free(p.aproj_lines);
 		return rc;
 	}
 	free(p.plines);
+	free(p.alines);
+	free(p.aproj_lines);
 	*out = p.cfg;
 	return MP_OK;
 }
@@ -995,6 +1179,17 @@ void config_free(struct config *cfg)
 		free(cfg->projects[i].timezone);
 	}
 	free(cfg->projects);
+	for (i = 0; i < cfg->n_accounts; i++) {
+		size_t j;
+
+		free(cfg->accounts[i].name);
+		free(cfg->accounts[i].username);
+		free(cfg->accounts[i].secret);
+		for (j = 0; j < cfg->accounts[i].n_projects; j++)
+			free(cfg->accounts[i].projects[j]);
+		free(cfg->accounts[i].projects);
+	}
+	free(cfg->accounts);
 	free(cfg->bind);
 	free(cfg->path_prefix);
 	free(cfg->tls_cert);

@@ -25,6 +25,14 @@ static void http_reply_init(struct http_reply *rep, int status, const char *ctyp
 	buf_init(&rep->body, (size_t)64 << 20);
 }
 
+void http_reply_json(struct http_reply *rep, int status, struct buf *body)
+{
+	http_reply_init(rep, status, "application/json");
+	buf_free(&rep->body);
+	rep->body = *body;
+	buf_init(body, body->max);
+}
+
 void http_reply_free(struct http_reply *rep)
 {
 	buf_free(&rep->body);

@@ -35,7 +35,9 @@
 #include "buf.h"
 #include "http_reply.h"
 #include "ingest.h"
+#include "expr.h"
 #include "log.h"
+#include "query.h"
 #include "req_parse.h"
 
 /* Per-connection buffer: bounds the request line and headers, so a GET
@@ -47,7 +49,7 @@
 #define HTTP_CONN_MEMORY ((size_t)32 * 1024)
 
 enum route {
-	R_NONE = 0, R_TRACK, R_ENGAGE, R_GROUPS, R_IMPORT, R_EXPORT, R_HEALTHZ, R_DECIDE
+	R_NONE = 0, R_TRACK, R_ENGAGE, R_GROUPS, R_IMPORT, R_EXPORT, R_HEALTHZ, R_DECIDE, R_QUERY
 };
 
 enum req_state { RS_NEW = 0, RS_BODY, RS_WAIT, RS_DONE };
@@ -55,6 +57,7 @@ enum req_state { RS_NEW = 0, RS_BODY, RS_WAIT, RS_DONE };
 struct http_server {
 	const struct config *cfg;
 	struct store *st;
+	struct query_engine *qe;
 	struct MHD_Daemon *d;
 	uint16_t port;
 	time_t started;
@@ -84,12 +87,13 @@ struct req {
 	const struct config_project *import_project; /* /import: whose secret was presented */
 	char method[8];
 	char path[128];
+	char qname[64];         /* R_QUERY: the endpoint after /api/2.0/ */
 	char why[320];          /* why the request (or some of its records) failed, for the log line */
 };
 
 /* ---------- small helpers ---------- */
 
-static enum route http_route(const char *url, const char *prefix)
+static enum route http_route(const char *url, const char *prefix, char qname[64])
 {
 	char p[128];
 	size_t n, pl = prefix ? strlen(prefix) : 0;
@@ -109,6 +113,14 @@ static enum route http_route(const char *url, const char *prefix)
 	if (!strcmp(p, "/decide")) return R_DECIDE;
 	if (!strcmp(p, "/healthz")) return R_HEALTHZ;
 	if (!strcmp(p, "/api/2.0/export") || !strcmp(p, "/api/query/export")) return R_EXPORT;
+	{
+		const char *rest = !strncmp(p, "/api/2.0/", 9) ? p + 9 : !strncmp(p, "/api/query/", 11) ? p + 11 : NULL;
+
+		if (rest && strlen(rest) < 64 && query_endpoint_known(rest)) {
+			strcpy(qname, rest);
+			return R_QUERY;
+		}
+	}
 	return R_NONE;
 }
 
@@ -167,18 +179,27 @@ static int http_secret_eq(const char *a, size_t an, const char *b, size_t bn)
 	return CRYPTO_memcmp(ha, hb, sizeof ha) == 0 && an == bn;
 }
 
-/* The project whose API secret the Authorization header carries (Basic,
- * base64 or plain "secret:"), checked against project_id when given.
- * Returns NULL when absent or wrong. */
-static const struct config_project *http_auth_secret(struct req *r, const char *pid)
+/* Who the Authorization header (HTTP Basic, base64 or plain "user:pass")
+ * says is asking, for project_id PID (may be NULL):
+ *   - a project's API secret as the user name: that project (a PID naming
+ *     another project is 403);
+ *   - a service account username:secret: the project PID, which it must be
+ *     granted (403 otherwise); without PID, its only project.
+ * Returns the project, or NULL with *STATUS 401 (missing or wrong
+ * credentials) or 403 (not allowed) and a reason in WHY. */
+static const struct config_project *http_auth(struct req *r, const char *pid, int *status,
+					      const char **why)
 {
 	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
 	const struct config *cfg = r->srv->cfg;
-	const struct config_project *found = NULL;
+	const struct config_project *found = NULL, *want = NULL;
+	const struct config_service_account *acct;
 	unsigned char *dec = NULL;
-	const char *cred;
+	const char *cred, *colon;
 	size_t credlen, user_len, i, dl = 0;
 
+	*status = 401;
+	*why = "Invalid credentials";
 	if (!h || strncasecmp(h, "Basic ", 6) != 0)
 		return NULL;
 	cred = h + 6;
@@ -194,21 +215,46 @@ static const struct config_project *http_auth_secret(struct req *r, const char *
 		cred = (const char *)dec;
 		credlen = dl;
 	}
-	user_len = (size_t)((const char *)memchr(cred, ':', credlen) - cred);
+	colon = memchr(cred, ':', credlen);
+	user_len = (size_t)(colon - cred);
+	if (pid && pid[0]) {
+		char *end;
+		long id = strtol(pid, &end, 10);
+
+		if (*end || !(want = config_project_by_id(cfg, id))) {
+			*status = 403;
+			*why = "project_id does not name a project on this server";
+		}
+	}
 	for (i = 0; i < cfg->n_projects; i++) {
 		const struct config_project *p = &cfg->projects[i];
 
 		if (http_secret_eq(cred, user_len, p->api_secret, strlen(p->api_secret)) && !found)
 			found = p;
 	}
-	free(dec);
-	if (found && pid && pid[0]) {
-		char *end;
-		long id = strtol(pid, &end, 10);
-
-		if (*end || id != found->id)
-			return NULL;
+	if (found) {
+		if (pid && pid[0] && want != found) {
+			*status = 403;
+			*why = "the API secret does not belong to project_id";
+			found = NULL;
+		}
+	} else if ((acct = config_account_by_username(cfg, cred, user_len)) &&
+		   http_secret_eq(colon + 1, credlen - user_len - 1, acct->secret, strlen(acct->secret))) {
+		if (!(pid && pid[0])) {
+			if (acct->n_projects == 1) {
+				found = config_project_by_name(cfg, acct->projects[0]);
+			} else {
+				*status = 400;
+				*why = "project_id is required with a service account";
+			}
+		} else if (want && config_account_grants(acct, want)) {
+			found = want;
+		} else if (want) {
+			*status = 403;
+			*why = "the service account has no access to this project";
+		}
 	}
+	free(dec);
 	return found;
 }
 
@@ -440,8 +486,10 @@ static void http_export_free(void *cls)
 static enum MHD_Result http_export(struct req *r)
 {
 	const struct config_project *p;
-	const char *from, *to, *ev, *lim, *where;
+	const char *from, *to, *ev, *lim, *where, *why;
 	int64_t from_ms, to_ms;
+	int status;
+	struct expr *wx = NULL;
 	char **names = NULL;
 	size_t n_names = 0, limit = 0;
 	cJSON *arr = NULL, *it;
@@ -453,8 +501,8 @@ static enum MHD_Result http_export(struct req *r)
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 
 	http_query_params(r, &r->rp);
-	if (!(p = http_auth_secret(r, http_param(r, "project_id"))))
-		return http_send_error(r, 401, "Invalid credentials");
+	if (!(p = http_auth(r, http_param(r, "project_id"), &status, &why)))
+		return http_send_error(r, status, "%s", why);
 	from = http_param(r, "from_date");
 	to = http_param(r, "to_date");
 	if (!from || !to)
@@ -466,8 +514,6 @@ static enum MHD_Result http_export(struct req *r)
 	to_ms += 86400000LL;
 	if (to_ms <= from_ms)
 		return http_send_error(r, 400, "'to_date' is before 'from_date'");
-	if ((where = http_param(r, "where")) && where[0])
-		return http_send_error(r, 400, "'where' is not supported by this server version");
 	if ((lim = http_param(r, "limit")) && lim[0]) {
 		char *end;
 		long v = strtol(lim, &end, 10);
@@ -496,14 +542,28 @@ static enum MHD_Result http_export(struct req *r)
 			names[n_names++] = it->valuestring;
 		}
 	}
+	if ((where = http_param(r, "where")) && where[0]) {
+		char msg[200];
+		size_t off = 0;
+		enum mp_err er = expr_compile(where, strlen(where), &wx, msg, sizeof msg, &off);
+
+		if (er != MP_OK) {
+			free(names);
+			cJSON_Delete(arr);
+			return http_send_error(r, er == MP_E_NOMEM ? 503 : 400,
+					       "invalid expression in 'where' at position %zu: %s", off, msg);
+		}
+	}
 	he = calloc(1, sizeof *he);
 	if (!he) {
 		rc = MP_E_NOMEM;
+		expr_free(wx);
 	} else {
 		buf_init(&he->chunk, (size_t)256 << 20);
+		/* the export owns WX from here on */
 		rc = store_export_open(store_project_get(r->srv->st, p), from_ms, to_ms,
 				       (const char *const *)names, n_names, limit,
-				       http_truthy(http_param(r, "time_in_ms")), &he->ex);
+				       http_truthy(http_param(r, "time_in_ms")), wx, &he->ex);
 	}
 	free(names);
 	cJSON_Delete(arr);
@@ -528,6 +588,99 @@ static enum MHD_Result http_export(struct req *r)
 	r->status = 200;
 	ret = MHD_queue_response(r->conn, 200, resp);
 	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---------- query API ---------- */
+
+/* Parameters of a query: the query string, overlaid by a form body. */
+struct http_qparams {
+	struct rp_result qs;
+	struct rp_param *form;
+	size_t n_form;
+};
+
+static enum mp_err http_qparam_add(const char *name, const char *value, const char *raw, size_t raw_len,
+				   void *ctx)
+{
+	struct http_qparams *qp = ctx;
+	struct rp_param *nf = realloc(qp->form, (qp->n_form + 1) * sizeof *nf);
+
+	(void)raw;
+	(void)raw_len;
+	if (!nf)
+		return MP_E_NOMEM;
+	qp->form = nf;
+	nf[qp->n_form].name = strdup(name);
+	nf[qp->n_form].value = strdup(value);
+	qp->n_form++;
+	return nf[qp->n_form - 1].name && nf[qp->n_form - 1].value ? MP_OK : MP_E_NOMEM;
+}
+
+static const char *http_qparam_get(void *ctx, const char *name)
+{
+	struct http_qparams *qp = ctx;
+	size_t i;
+
+	for (i = qp->n_form; i-- > 0; )
+		if (!strcmp(qp->form[i].name, name))
+			return qp->form[i].value;
+	return rp_param(&qp->qs, name);
+}
+
+static enum MHD_Result http_query(struct req *r)
+{
+	struct http_qparams qp;
+	struct query_request rq;
+	struct http_reply rep;
+	struct buf out;
+	const struct config_project *p;
+	const char *why, *b = r->body.data;
+	size_t i, bl = r->body.len;
+	int status, form;
+	enum MHD_Result ret;
+
+	memset(&qp, 0, sizeof qp);
+	http_query_params(r, &qp.qs);
+	while (bl && (*b == ' ' || *b == '\n' || *b == '\r' || *b == '\t')) {
+		b++;
+		bl--;
+	}
+	/* a JSON body is the request itself (funnels/create); else a form */
+	form = bl && *b != '{' && *b != '[';
+	if (form && rp_form_parse(b, bl, http_qparam_add, &qp) != MP_OK) {
+		ret = http_send_error(r, 503, "out of memory");
+		goto out;
+	}
+	if (!(p = http_auth(r, http_qparam_get(&qp, "project_id"), &status, &why))) {
+		ret = http_send_error(r, status, "%s", why);
+		goto out;
+	}
+	memset(&rq, 0, sizeof rq);
+	rq.project = p;
+	rq.endpoint = r->qname;
+	rq.method = r->method;
+	rq.param = http_qparam_get;
+	rq.param_ctx = &qp;
+	rq.body = form ? NULL : b;
+	rq.body_len = form ? 0 : bl;
+	rq.request = r->uri;
+	buf_init(&out, (size_t)1 << 30);
+	status = query_run(r->srv->qe, &rq, &out);
+	if (status != 200 && out.len) {
+		/* the error message for the log line */
+		snprintf(r->why, sizeof r->why, "%.*s", (int)(out.len < 300 ? out.len : 300), out.data);
+	}
+	http_reply_json(&rep, status, &out);
+	buf_free(&out);
+	ret = http_send(r, &rep);
+out:
+	rp_result_free(&qp.qs);
+	for (i = 0; i < qp.n_form; i++) {
+		free(qp.form[i].name);
+		free(qp.form[i].value);
+	}
+	free(qp.form);
 	return ret;
 }
 
@@ -639,7 +792,7 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
-		r->route = http_route(url, srv->cfg->path_prefix);
+		r->route = http_route(url, srv->cfg->path_prefix, r->qname);
 		r->state = RS_BODY;
 		if (!strcmp(method, "OPTIONS")) {
 			struct http_reply rep;
@@ -652,11 +805,13 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 			return http_send_error(r, 404, "unknown path %s", r->path);
 		ingest = r->route == R_TRACK || r->route == R_ENGAGE || r->route == R_GROUPS || r->route == R_IMPORT;
 		/* HEAD only where answering has no side effect */
-		if (!(get || (post && ingest) || (head && !ingest && r->route != R_EXPORT))) {
+		if (!(get || (post && (ingest || r->route == R_QUERY)) ||
+		      (head && !ingest && r->route != R_EXPORT && r->route != R_QUERY))) {
 			struct http_reply rep;
 
 			http_reply_error(&rep, 405, "method not allowed", r->uri);
-			http_reply_header(&rep, "Allow", ingest ? "GET, POST, OPTIONS" : "GET, OPTIONS");
+			http_reply_header(&rep, "Allow", ingest || r->route == R_QUERY ? "GET, POST, OPTIONS"
+										  : "GET, OPTIONS");
 			return http_send(r, &rep);
 		}
 		cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
@@ -678,7 +833,12 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 			struct rp_result qr;
 
 			http_query_params(r, &qr);
-			r->import_project = http_auth_secret(r, rp_param(&qr, "project_id"));
+			{
+				int status;
+				const char *why;
+
+				r->import_project = http_auth(r, rp_param(&qr, "project_id"), &status, &why);
+			}
 			rp_result_free(&qr);
 			if (!r->import_project) {
 				struct http_reply rep;
@@ -717,6 +877,8 @@ static enum MHD_Result http_access_cb(void *cls, struct MHD_Connection *con, con
 		}
 		case R_EXPORT:
 			return http_export(r);
+		case R_QUERY:
+			return http_query(r);
 		default:
 			return http_ingest(r);
 		}
@@ -770,6 +932,10 @@ enum mp_err http_server_start(const struct config *cfg, struct store *st,
 		}
 		flags |= MHD_USE_TLS;
 	}
+	if (query_engine_open(cfg, st, &srv->qe, err, errlen) != MP_OK) {
+		free(srv);
+		return MP_E_CONFIG;
+	}
 	{
 		struct MHD_OptionItem opts[] = {
 			{ MHD_OPTION_SOCK_ADDR, 0, &ss },
@@ -798,6 +964,7 @@ enum mp_err http_server_start(const struct config *cfg, struct store *st,
 		else
 			snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
 				 errno ? strerror(errno) : "libmicrohttpd refused the options");
+		query_engine_free(srv->qe);
 		free(srv);
 		return MP_E_IO;
 	}
@@ -853,6 +1020,7 @@ int http_server_stop(struct http_server *srv, int drain_ms)
 	left = srv->in_flight;
 	pthread_mutex_unlock(&srv->mu);
 	MHD_stop_daemon(srv->d);
+	query_engine_free(srv->qe);
 	pthread_mutex_destroy(&srv->mu);
 	free(srv);
 	return left;

@@ -333,3 +333,170 @@ enum mp_err pc_to_json(const unsigned char *p, size_t n, pc_lookup_fn lookup, vo
 	}
 	return MP_OK;
 }
+
+enum mp_err pc_remap(const unsigned char *p, size_t n, int64_t (*map)(void *ctx, int64_t id),
+		     void *ctx, struct buf *out)
+{
+	const unsigned char *end = p + n, *q;
+	enum mp_err rc;
+	uint64_t k, v;
+	int64_t m;
+
+	if (n < 1 || *p != PC_VERSION)
+		return MP_E_STORE;
+	if ((rc = buf_putc(out, PC_VERSION)) != MP_OK)
+		return rc;
+	p++;
+	while (p < end) {
+		if (!(p = pc_varint(p, end, &k)) || p >= end || (m = map(ctx, (int64_t)k)) < 0)
+			return MP_E_STORE;
+		if ((rc = buf_varint(out, (uint64_t)m)) != MP_OK)
+			return rc;
+		if (*p == PC_DICTSTR) {
+			if (!(q = pc_varint(p + 1, end, &v)) || (m = map(ctx, (int64_t)v)) < 0)
+				return MP_E_STORE;
+			if ((rc = buf_putc(out, PC_DICTSTR)) != MP_OK || (rc = buf_varint(out, (uint64_t)m)) != MP_OK)
+				return rc;
+		} else {
+			if (!(q = pc_skip_value(p, end, 0)))
+				return MP_E_STORE;
+			if ((rc = buf_append(out, p, (size_t)(q - p))) != MP_OK)
+				return rc;
+		}
+		p = q;
+	}
+	return MP_OK;
+}
+
+static const unsigned char *pc_scalar(const unsigned char *p, const unsigned char *end, pc_lookup_fn lookup,
+				      void *ctx, struct expr_value *out)
+{
+	uint64_t n;
+	size_t sl;
+	const char *s;
+
+	if (p >= end)
+		return NULL;
+	switch (*p++) {
+	case PC_NULL: out->type = EXPR_NULL; return p;
+	case PC_FALSE: out->type = EXPR_BOOL; out->u.b = 0; return p;
+	case PC_TRUE: out->type = EXPR_BOOL; out->u.b = 1; return p;
+	case PC_INT:
+		if (!(p = pc_varint(p, end, &n)))
+			return NULL;
+		out->type = EXPR_NUMBER;
+		out->u.n = (double)((int64_t)(n >> 1) ^ -(int64_t)(n & 1));
+		return p;
+	case PC_DOUBLE: {
+		uint64_t u = 0;
+		int k;
+
+		if (end - p < 8)
+			return NULL;
+		for (k = 0; k < 8; k++)
+			u |= (uint64_t)p[k] << (8 * k);
+		out->type = EXPR_NUMBER;
+		memcpy(&out->u.n, &u, 8);
+		return p + 8;
+	}
+	case PC_DICTSTR:
+		if (!(p = pc_varint(p, end, &n)) || !(s = lookup(ctx, (int64_t)n, &sl)))
+			return NULL;
+		out->type = EXPR_STRING;
+		out->u.str.s = s;
+		out->u.str.len = sl;
+		return p;
+	case PC_STR:
+		if (!(p = pc_varint(p, end, &n)) || (uint64_t)(end - p) < n)
+			return NULL;
+		out->type = EXPR_STRING;
+		out->u.str.s = (const char *)p;
+		out->u.str.len = (size_t)n;
+		return p + n;
+	default:
+		/* a nested list or object: not a scalar */
+		out->type = EXPR_UNDEFINED;
+		return pc_skip_value(p - 1, end, 1);
+	}
+}
+
+int pc_expr_value(const unsigned char *v, const unsigned char *end, pc_lookup_fn lookup, void *ctx,
+		  struct expr_value *out, struct expr_value *items, size_t n_items)
+{
+	uint64_t n, i;
+	size_t got = 0;
+
+	if (v >= end)
+		return -1;
+	if (*v == PC_OBJECT) {
+		out->type = EXPR_UNDEFINED;
+		return 0;
+	}
+	if (*v != PC_ARRAY)
+		return pc_scalar(v, end, lookup, ctx, out) ? 0 : -1;
+	if (!(v = pc_varint(v + 1, end, &n)))
+		return -1;
+	for (i = 0; i < n; i++) {
+		struct expr_value it;
+
+		if (!(v = pc_scalar(v, end, lookup, ctx, &it)))
+			return -1;
+		if (it.type != EXPR_UNDEFINED && got < n_items)
+			items[got++] = it;
+	}
+	out->type = EXPR_LIST;
+	out->u.list.items = items;
+	out->u.list.n = got;
+	return 0;
+}
+
+#define NAME_IS(lit) (len == sizeof(lit) - 1 && memcmp(name, lit, sizeof(lit) - 1) == 0)
+
+int pc_event_lookup(const struct pc_event_ref *ev, enum expr_scope scope, const char *name, size_t len,
+		    struct expr_value *out)
+{
+	const unsigned char *val, *val_end;
+	int64_t key;
+
+	out->type = EXPR_UNDEFINED;
+	switch (scope) {
+	case EXPR_SCOPE_EVENT:
+		if (NAME_IS("$time") || NAME_IS("time")) {
+			out->type = EXPR_DATETIME;
+			out->u.ms = ev->time_ms;
+		} else if (NAME_IS("name") || NAME_IS("$event_name") || NAME_IS("event")) {
+			out->type = EXPR_STRING;
+			out->u.str.s = ev->name;
+			out->u.str.len = ev->name_len;
+		} else if (NAME_IS("distinct_id") || NAME_IS("$distinct_id")) {
+			out->type = EXPR_STRING;
+			out->u.str.s = ev->did;
+			out->u.str.len = ev->did_len;
+		}
+		return 0;
+	case EXPR_SCOPE_PROPERTIES:
+		if (NAME_IS("time")) {
+			out->type = EXPR_NUMBER;
+			out->u.n = (double)ev->time_ms / 1000.0;
+			return 0;
+		}
+		if (NAME_IS("distinct_id")) {
+			out->type = EXPR_STRING;
+			out->u.str.s = ev->did;
+			out->u.str.len = ev->did_len;
+			return 0;
+		}
+		if (!(key = ev->key_id(ev->ctx, name, len)))
+			return 0;
+		switch (pc_find(ev->props, ev->props_len, key, &val, &val_end)) {
+		case 1:
+			return pc_expr_value(val, val_end, ev->lookup, ev->ctx, out, ev->items, ev->n_items);
+		case 0:
+			return 0;
+		default:
+			return -1;
+		}
+	default:
+		return 0;
+	}
+}

@@ -18,6 +18,9 @@
  *   5. An event row is in exactly one of `events` and `stage`, under its
  *      final id; the staged map of an open shard holds exactly the stage
  *      table's (id -> seq) as the writer's transaction sees them.
+ *      Saved definitions (the funnels table of meta.db) are the exception:
+ *      they hold no cached state, so short-lived connections of the query
+ *      threads write them and SQLite's locking orders them with the writer.
  *   6. Event rows are never deleted (only replaced in place by a duplicate):
  *      dedup relies on unbroken runs of taken slots from a key's home slot.
  *      Deleting (privacy requests) must keep the runs unbroken.
@@ -37,6 +40,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "expr.h"
 #include "log.h"
 #include "propcodec.h"
 #include "schema.h"
@@ -430,7 +434,7 @@ static int store_shard_range(const char *key, int64_t *from, int64_t *to)
 
 /* Is NAME an event shard file ("events-KEY.db")?  Then 1, with KEY (32
  * bytes) and its time range [*FROM, *TO); else 0. */
-static int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to)
+int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to)
 {
 	size_t n = strlen(name);
 
@@ -1354,6 +1358,11 @@ struct store_export {
 	int64_t iid_key;        /* dict id of "$insert_id" in this shard, 0 if none */
 	int empty;              /* current shard has no schema yet: nothing to read */
 	char key[16];
+	/* `where` filter and what its evaluation of the current row needs */
+	struct expr *where;
+	struct { const char *name; size_t len; int64_t id; } keys_[16];
+	size_t n_keys_;
+	struct expr_value items[256];
 };
 
 static int64_t store_clamp_ms(int64_t ms)
@@ -1384,6 +1393,7 @@ static void store_export_close_shard(struct store_export *ex)
 	ex->n_dict = 0;
 	ex->iid_key = 0;
 	ex->empty = 0;
+	ex->n_keys_ = 0;
 }
 
 void store_export_close(struct store_export *ex)
@@ -1399,20 +1409,24 @@ void store_export_close(struct store_export *ex)
 	for (i = 0; i < ex->n_names; i++)
 		free(ex->names[i]);
 	free(ex->names);
+	expr_free(ex->where);
 	free(ex);
 }
 
 enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t to_ms,
 			      const char *const *names, size_t n_names, size_t limit,
-			      int time_in_ms, struct store_export **out)
+			      int time_in_ms, struct expr *where, struct store_export **out)
 {
 	struct store_export *ex = calloc(1, sizeof *ex);
 	DIR *d;
 	struct dirent *de;
 	size_t cap = 0, i;
 
-	if (!ex)
+	if (!ex) {
+		expr_free(where);
 		return MP_E_NOMEM;
+	}
+	ex->where = where;
 	ex->sp = sp;
 	ex->from_ms = from_ms;
 	ex->to_ms = to_ms;
@@ -1566,6 +1580,44 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 	return MP_OK;
 }
 
+/* The shard dict id of property key NAME (0 if the shard has none); a
+ * linear search of the dictionary, cached per shard. */
+static int64_t store_export_key_id(void *ctx, const char *name, size_t len)
+{
+	struct store_export *ex = ctx;
+	size_t i;
+	int64_t id = 0;
+
+	for (i = 0; i < ex->n_keys_; i++)
+		if (ex->keys_[i].len == len && memcmp(ex->keys_[i].name, name, len) == 0)
+			return ex->keys_[i].id;
+	for (i = 1; i < ex->n_dict; i++)
+		if (ex->dict[i] && ex->dict_len[i] == len && memcmp(ex->dict[i], name, len) == 0) {
+			id = (int64_t)i;
+			break;
+		}
+	if (ex->n_keys_ < sizeof ex->keys_ / sizeof ex->keys_[0]) {
+		ex->keys_[ex->n_keys_].name = name;
+		ex->keys_[ex->n_keys_].len = len;
+		ex->keys_[ex->n_keys_].id = id;
+		ex->n_keys_++;
+	}
+	return id;
+}
+
+struct store_export_row {
+	struct store_export *ex;
+	struct pc_event_ref ev;
+};
+
+static int store_export_eval_lookup(void *ctx, enum expr_scope scope, const char *name, size_t len,
+				    struct expr_value *out)
+{
+	struct store_export_row *row = ctx;
+
+	return pc_event_lookup(&row->ev, scope, name, len, out);
+}
+
 /* Deterministic $insert_id for events stored without one: stable for the
  * life of the row (shard key + row id). */
 static enum mp_err store_export_gen_insert_id(struct buf *out, const char *key, int64_t id)
@@ -1615,6 +1667,29 @@ int store_export_next(struct store_export *ex, struct buf *out)
 			if (!(name = store_export_lookup(ex, sqlite3_column_int64(ex->st, 1), &nl)) ||
 			    !(did = store_export_lookup(ex, sqlite3_column_int64(ex->st, 2), &dl)))
 				return -(int)MP_E_STORE;
+			if (ex->where) {
+				struct store_export_row row;
+				int keep;
+
+				row.ex = ex;
+				row.ev.time_ms = t;
+				row.ev.name = name;
+				row.ev.name_len = nl;
+				row.ev.did = did;
+				row.ev.did_len = dl;
+				row.ev.props = p;
+				row.ev.props_len = pn;
+				row.ev.key_id = store_export_key_id;
+				row.ev.lookup = store_export_lookup;
+				row.ev.ctx = ex;
+				row.ev.items = ex->items;
+				row.ev.n_items = sizeof ex->items / sizeof ex->items[0];
+				keep = expr_eval_where(ex->where, store_export_eval_lookup, &row);
+				if (keep < 0)
+					return -(int)MP_E_INVALID;
+				if (!keep)
+					continue;
+			}
 			if (ex->iid_key)
 				has_iid = pc_find(p, pn, ex->iid_key, &v, &ve) == 1;
 			if ((rc = buf_append(out, "{\"event\":", 9)) != MP_OK ||
@@ -1636,4 +1711,117 @@ int store_export_next(struct store_export *ex, struct buf *out)
 			return 1;
 		}
 	}
+}
+
+/* ---------- read access for the query engine ---------- */
+
+const char *store_project_dir(const struct store_project *sp)
+{
+	return sp->dir;
+}
+
+enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, sqlite3 **db)
+{
+	char path[4096];
+
+	snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
+	return store_db_open(path, "shard", CONFIG_SYNC_NORMAL, 1, db);
+}
+
+/* ---------- saved funnels (meta.db) ---------- */
+
+static enum mp_err store_meta_conn(const struct store_project *sp, int readonly, sqlite3 **db)
+{
+	char path[4096];
+
+	snprintf(path, sizeof path, "%s/meta.db", sp->dir);
+	return store_db_open(path, "meta", sp->st->cfg->sync, readonly, db);
+}
+
+enum mp_err store_funnel_create(struct store_project *sp, const char *name, const char *definition,
+				int64_t *id)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	struct timespec ts;
+	int r;
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if ((rc = store_prepare(db, "INSERT INTO funnels(name, definition, created_ms) VALUES(?,?,?)", &st)) == MP_OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, definition, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		r = sqlite3_step(st);
+		if (r == SQLITE_DONE)
+			*id = sqlite3_last_insert_rowid(db);
+		else
+			rc = store_sqlite_err(r);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_funnel_get(struct store_project *sp, int64_t id, char **name, char **definition)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	*name = *definition = NULL;
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT name, definition FROM funnels WHERE id=?", &st)) == MP_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			*name = strdup((const char *)sqlite3_column_text(st, 0));
+			*definition = strdup((const char *)sqlite3_column_text(st, 1));
+			if (!*name || !*definition) {
+				free(*name);
+				free(*definition);
+				*name = *definition = NULL;
+				rc = MP_E_NOMEM;
+			}
+		} else {
+			rc = r == SQLITE_DONE ? MP_E_NOTFOUND : store_sqlite_err(r);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_funnel_list(struct store_project *sp, struct buf *out)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r, first = 1;
+
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT id, name FROM funnels ORDER BY id", &st)) == MP_OK &&
+	    (rc = buf_putc(out, '[')) == MP_OK) {
+		while (rc == MP_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *nm = (const char *)sqlite3_column_text(st, 1);
+
+			if ((rc = buf_printf(out, "%s{\"funnel_id\":%lld,\"name\":", first ? "" : ",",
+					     (long long)sqlite3_column_int64(st, 0))) == MP_OK &&
+			    (rc = buf_json_str(out, nm, strlen(nm))) == MP_OK)
+				rc = buf_putc(out, '}');
+			first = 0;
+		}
+		if (rc == MP_OK && r != SQLITE_DONE)
+			rc = store_sqlite_err(r);
+		if (rc == MP_OK)
+			rc = buf_putc(out, ']');
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
 }

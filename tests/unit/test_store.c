@@ -230,7 +230,7 @@ static cJSON *export_at(struct store_project *sp, int64_t from, int64_t to, cons
 	int r;
 	size_t start = 0;
 
-	if (store_export_open(sp, from, to, names, n_names, limit, time_in_ms, &ex) != MP_OK) {
+	if (store_export_open(sp, from, to, names, n_names, limit, time_in_ms, NULL, &ex) != MP_OK) {
 		fprintf(stderr, "%s:%d: store_export_open failed\n", __FILE__, line);
 		tl_cur_failed = 1;
 		return NULL;
@@ -1258,7 +1258,7 @@ static void *reader_main(void *arg)
 		long n = 0;
 		int r;
 
-		if (store_export_open(ra->sp, ALL_FROM, ALL_TO, NULL, 0, 0, 1, &ex) != MP_OK) {
+		if (store_export_open(ra->sp, ALL_FROM, ALL_TO, NULL, 0, 0, 1, NULL, &ex) != MP_OK) {
 			ra->n_errors++;
 			break;
 		}

@@ -1,0 +1,104 @@
+/*
+ * colstore.h - the columnar projection of a project's events that every
+ * report reads (the storage-backend interface of the query engine).
+ *
+ * The SQLite shards stay the durable truth; this is a rebuildable, in-memory
+ * copy laid out for scans:
+ *   - one row per stored event, sorted by (user key, time, storage order),
+ *     so one user's events are contiguous and time-ordered (funnels,
+ *     retention and unique counts walk a user at a time);
+ *   - columns t (ms, UTC), ev (event name), did (distinct_id), user (dense
+ *     user key), and each event's property record (propcodec format, with
+ *     every dict id rewritten to the project-wide string id);
+ *   - one project-wide string table (event names, distinct_ids, property
+ *     keys and short values), append-only, so a string id is stable for the
+ *     life of the process and two strings are equal iff their ids are.
+ *
+ * Currency: colstore_acquire() checks every shard file (PRAGMA data_version
+ * on a kept read connection, one cheap call per shard) and re-reads the
+ * shards that changed since they were loaded, then rebuilds the sorted view
+ * (a stable counting sort by user: O(events)).  A view is therefore
+ * exactly the committed data at the time of the call.
+ *
+ * The user key: colstore_user_key() is the one seam through which every
+ * report counts users.  Today it is the distinct_id itself; the identity
+ * issue replaces it with the resolved identity.  Events whose distinct_id
+ * is "" have user == CS_NO_USER and sort after every user.
+ *
+ * Thread-safety: any thread may acquire; a view is immutable and
+ * refcounted, so queries run concurrently with a rebuild.  String lookups
+ * (cs_string_id) take the projection's mutex.
+ */
+#ifndef MP_COLSTORE_H
+#define MP_COLSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+#include "expr.h"
+#include "store.h"
+
+#define CS_NO_USER UINT32_MAX
+
+struct colstore;
+struct cs_strings;
+
+struct cs_view {
+	size_t n;                  /* events */
+	const int64_t *t;          /* time, ms since epoch, UTC */
+	const uint32_t *ev;        /* string id of the event name */
+	const uint32_t *did;       /* string id of the distinct_id */
+	const uint32_t *user;      /* user key, 0..n_users-1, or CS_NO_USER */
+	const unsigned char *const *rec; /* property record of each event: a varint
+				      length, then the record (use cs_props) */
+	uint32_t n_users;
+	const uint32_t *ustart;    /* events of user u: [ustart[u], ustart[u+1]); then the CS_NO_USER ones */
+	uint32_t n_strings;        /* string ids 1..n_strings-1 are valid in this view */
+	const struct cs_strings *strings;
+	/* private */
+	struct cs_view_priv *priv;
+};
+
+/* Open the projection of SP; nothing is read until the first acquire. */
+enum mp_err colstore_open(struct store_project *sp, struct colstore **out);
+void colstore_free(struct colstore *cs); /* NULL-safe; views must be released first */
+
+/* A view of every event committed before the call (see Currency). */
+enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out);
+void colstore_release(struct cs_view *v); /* NULL-safe */
+
+/* The string of id ID (1 <= ID < v->n_strings) and its length. */
+const char *cs_string(const struct cs_view *v, uint32_t id, size_t *len);
+
+/* The id of string S (N bytes) or 0 if no event holds it. */
+uint32_t cs_string_id(const struct cs_view *v, const char *s, size_t n);
+
+/* The property record of event I: *LEN bytes at the returned pointer. */
+const unsigned char *cs_props(const struct cs_view *v, size_t i, size_t *len);
+
+/* The user key of a distinct_id string id (the identity seam). */
+uint32_t colstore_user_key(const struct cs_view *v, uint32_t did);
+
+/* ---------- expression evaluation over a view ---------- */
+
+/* Per-query evaluation context: set .i to the event, pass cs_eval_lookup
+ * and the context to expr_eval/expr_eval_where.  Scopes:
+ *   properties["x"]   the event's property (also "time": seconds, and
+ *                     "distinct_id")
+ *   event["$time"]    datetime; event["name"] / event["$event_name"];
+ *                     event["distinct_id"]
+ *   user[...], group[...]  undefined until the identity issue */
+struct cs_eval {
+	const struct cs_view *v;
+	size_t i;
+	/* private: property names resolved to string ids, and list scratch */
+	struct { const char *name; size_t len; uint32_t id; } names[16];
+	size_t n_names;
+	struct expr_value items[256];
+};
+
+void cs_eval_init(struct cs_eval *ce, const struct cs_view *v);
+int cs_eval_lookup(void *ctx, enum expr_scope scope, const char *name, size_t name_len,
+		   struct expr_value *out);
+
+#endif

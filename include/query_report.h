@@ -1,0 +1,136 @@
+/*
+ * query_report.h - what the report modules (q_*.c) share: the per-request
+ * context, parameter parsing with Mixpanel's error answers, time buckets in
+ * the project's time zone, segment tables for `on`, and the report entry
+ * points that query.c dispatches to.
+ *
+ * Error convention: a helper that rejects a parameter records the status
+ * and message in the context (q_fail) and returns nonzero; the report
+ * returns q->status unchanged.  A report that succeeds writes its JSON into
+ * q->out and returns 200.
+ */
+#ifndef MP_QUERY_REPORT_H
+#define MP_QUERY_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+#include "colstore.h"
+#include "expr.h"
+#include "query.h"
+#include "tz.h"
+
+struct qctx {
+	const struct query_request *rq;
+	const struct config_project *proj;
+	struct store_project *sp;
+	struct cs_view *v;
+	const struct tz *tz;
+	int64_t now_ms;
+	struct buf *out;
+	int status;
+	char err[512];
+};
+
+/* Record an error answer; returns STATUS. */
+int q_fail(struct qctx *q, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Parameter NAME, or NULL when absent or empty. */
+const char *q_param(struct qctx *q, const char *name);
+
+/* from_date/to_date as [*FROM, *TO) in UTC ms (local midnights).  Returns 0,
+ * or nonzero after q_fail (missing, malformed, to before from). */
+int q_dates(struct qctx *q, int64_t *from, int64_t *to);
+
+/* An integer parameter in [MIN, MAX], DEF when absent. */
+int q_int(struct qctx *q, const char *name, long def, long min, long max, long *out);
+
+/* A boolean parameter ("1"/"true"/"0"/"false"), DEF when absent. */
+int q_bool(struct qctx *q, const char *name, int def, int *out);
+
+/* `unit`-style parameter NAME: one of the units allowed by MASK (bit
+ * 1 << TZ_x), DEF when absent. */
+int q_unit(struct qctx *q, const char *name, enum tz_unit def, unsigned mask, enum tz_unit *out);
+
+/* Compile expression parameter NAME (NULL *OUT when absent).  400 on a
+ * syntax error, with the offset. */
+int q_expr(struct qctx *q, const char *name, struct expr **out);
+int q_expr_src(struct qctx *q, const char *what, const char *src, struct expr **out);
+
+/* properties["NAME"] compiled (NAME a property name). */
+int q_property_expr(struct qctx *q, const char *name, struct expr **out);
+
+/* `where` filter on event I: 1 keep, 0 drop, -1 evaluation error (q_fail done). */
+int q_where(struct qctx *q, struct expr *e, struct cs_eval *ce);
+
+/* ---------- time buckets ---------- */
+
+struct qbuckets {
+	size_t n;
+	int64_t *start;            /* n + 1 boundaries, ascending */
+	char (*key)[24];           /* n keys */
+};
+
+/* Buckets of UNIT covering [FROM, TO) (the first starts at or before FROM). */
+int q_buckets_unit(struct qctx *q, int64_t from, int64_t to, enum tz_unit unit, struct qbuckets *b);
+/* Buckets of DAYS local days starting at FROM (a local midnight), up to TO. */
+int q_buckets_days(struct qctx *q, int64_t from, int64_t to, long days, struct qbuckets *b);
+/* Index of the bucket holding T, or SIZE_MAX. */
+size_t qb_find(const struct qbuckets *b, int64_t t);
+void qb_free(struct qbuckets *b);
+
+/* ---------- segments (the values of `on`) ---------- */
+
+struct qsegs {
+	size_t n, cap;
+	char **name;
+	size_t *name_len;
+	size_t *slot;              /* hash index: segment + 1, 0 empty */
+	size_t slot_cap;
+	size_t width;              /* doubles per segment in .val */
+	double *val;               /* n * width */
+	uint32_t *last;            /* n * width: last user counted + 1 (unique counts) */
+};
+
+void qsegs_init(struct qsegs *s, size_t width);
+void qsegs_free(struct qsegs *s);
+/* Index of segment KEY (N bytes), added when new; SIZE_MAX on out of memory. */
+size_t qsegs_get(struct qsegs *s, const char *key, size_t n);
+
+/* The segment keys of the `on` value for event ce->i: calls CB once per
+ * distinct key (a list counts under each distinct element).  Returns 0, or
+ * -1 after q_fail (evaluation error or out of memory). */
+int q_on_keys(struct qctx *q, struct expr *on, struct cs_eval *ce,
+	      int (*cb)(void *ctx, const char *key, size_t n), void *ctx);
+
+/* The order to report segments in: the top LIMIT by TOTAL (descending, then
+ * key ascending).  Returns a malloc'ed array of *N indexes. */
+size_t *qsegs_top(const struct qsegs *s, const double *total, size_t limit, size_t *n);
+
+/* ---------- JSON helpers ---------- */
+
+/* "key":{"b0":v0,...} for every bucket (no leading comma). */
+int q_json_series_obj(struct qctx *q, const char *key, size_t klen, const struct qbuckets *b,
+		      const double *vals);
+int q_json_series_keys(struct qctx *q, const struct qbuckets *b);
+/* Out of memory while writing JSON. */
+int q_oom(struct qctx *q);
+
+/* ---------- reports (q_*.c) ---------- */
+
+int q_segmentation(struct qctx *q);           /* segmentation */
+int q_segmentation_numeric(struct qctx *q);   /* segmentation/numeric */
+int q_segmentation_sum(struct qctx *q, int average); /* segmentation/sum, /average */
+int q_events(struct qctx *q);                 /* events */
+int q_events_properties(struct qctx *q);      /* events/properties */
+int q_events_top(struct qctx *q);             /* events/top */
+int q_events_names(struct qctx *q);           /* events/names */
+int q_events_properties_top(struct qctx *q);  /* events/properties/top */
+int q_events_properties_values(struct qctx *q); /* events/properties/values */
+int q_funnels(struct qctx *q);                /* funnels */
+int q_funnels_list(struct qctx *q);           /* funnels/list */
+int q_funnels_create(struct qctx *q);         /* funnels/create */
+int q_retention(struct qctx *q);              /* retention */
+int q_retention_addiction(struct qctx *q);    /* retention/addiction */
+
+#endif

@@ -1,0 +1,775 @@
+/*
+ * colstore.c - the columnar projection of a project's events (contract in
+ * include/colstore.h).
+ *
+ * Pieces:
+ *   strings   project-wide string table: chunked arrays that never move
+ *             (so a view can read them while a rebuild appends), plus a hash
+ *             index used under the mutex only.
+ *   segments  one per shard file: its events in id order (time order) as
+ *             columns, its property records re-encoded with project-wide
+ *             string ids in one arena, and the read connection whose
+ *             PRAGMA data_version tells when the file changed.  Refcounted:
+ *             views keep the arenas of the segments they point into.
+ *   views     the sorted columns of every segment, built by a stable
+ *             counting sort by user key over the segments in time order.
+ *
+ * Invariants:
+ *   1. Segments are kept in ascending shard-key order; shard files hold
+ *      disjoint, increasing time ranges, so concatenating segments gives
+ *      (time, id) order and the stable sort by user yields (user, time, id).
+ *   2. A string id, once given, keeps its string for the life of the
+ *      colstore; equal strings have one id.
+ *   3. Only acquire (under cs->mu) creates segments, strings and views.
+ */
+#include "colstore.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "propcodec.h"
+
+#define CS_CHUNK_BITS 16
+#define CS_CHUNK ((uint32_t)1 << CS_CHUNK_BITS)
+#define CS_MAX_CHUNKS 65536u
+#define CS_STRBLOCK ((size_t)1 << 20)
+#define CS_SLOT_BITS 20
+
+struct cs_str {
+	const char *s;
+	uint32_t len;
+};
+
+struct cs_strings {
+	struct cs_str *chunks[CS_MAX_CHUNKS];
+	uint32_t n;                /* next id; id 0 is unused */
+	/* string bytes: blocks that never move */
+	char **blocks;             /* every allocation, for freeing */
+	size_t n_blocks, cap_blocks;
+	char *cur_block;           /* small strings are packed here */
+	size_t block_used;
+	/* hash index: id per slot, 0 = empty */
+	uint32_t *idx;
+	size_t idx_cap;
+};
+
+struct cs_seg {
+	char key[32];
+	sqlite3 *db;
+	int64_t dv;                /* PRAGMA data_version when loaded */
+	int refs;                  /* colstore + views; guarded by cs->mu */
+	size_t n;
+	int64_t *t;
+	uint32_t *ev, *did;
+	size_t *off;               /* record offsets into arena */
+	struct buf arena;
+	int seen;                  /* scratch for acquire */
+};
+
+struct cs_view_priv {
+	struct colstore *cs;
+	int refs;                  /* guarded by cs->mu */
+	struct cs_seg **segs;
+	size_t n_segs;
+	int64_t *t;
+	uint32_t *ev, *did, *user, *ustart, *ukey;
+	const unsigned char **rec;
+	uint32_t n_ukey;
+};
+
+struct colstore {
+	struct store_project *sp;
+	pthread_mutex_t mu;
+	struct cs_strings *strings;
+	struct cs_seg **segs;
+	size_t n_segs;
+	struct cs_view *cur;       /* the newest view (holds one ref) */
+};
+
+/* ---------- strings ---------- */
+
+static uint64_t cs_hash(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	while (n--)
+		h = (h ^ (unsigned char)*s++) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+static const struct cs_str *cs_str_at(const struct cs_strings *ss, uint32_t id)
+{
+	return &ss->chunks[id >> CS_CHUNK_BITS][id & (CS_CHUNK - 1)];
+}
+
+static uint32_t cs_strings_find(const struct cs_strings *ss, const char *s, size_t n)
+{
+	size_t i;
+
+	if (!ss->idx_cap)
+		return 0;
+	for (i = cs_hash(s, n) & (ss->idx_cap - 1);; i = (i + 1) & (ss->idx_cap - 1)) {
+		uint32_t id = ss->idx[i];
+		const struct cs_str *e;
+
+		if (!id)
+			return 0;
+		e = cs_str_at(ss, id);
+		if (e->len == n && memcmp(e->s, s, n) == 0)
+			return id;
+	}
+}
+
+static enum mp_err cs_strings_grow_idx(struct cs_strings *ss)
+{
+	size_t cap = ss->idx_cap ? ss->idx_cap * 2 : 1 << 16, j;
+	uint32_t *idx = calloc(cap, sizeof *idx);
+	uint32_t id;
+
+	if (!idx)
+		return MP_E_NOMEM;
+	for (id = 1; id < ss->n; id++) {
+		const struct cs_str *e = cs_str_at(ss, id);
+
+		for (j = cs_hash(e->s, e->len) & (cap - 1); idx[j]; j = (j + 1) & (cap - 1))
+			;
+		idx[j] = id;
+	}
+	free(ss->idx);
+	ss->idx = idx;
+	ss->idx_cap = cap;
+	return MP_OK;
+}
+
+static enum mp_err cs_strings_keep(struct cs_strings *ss, char *block)
+{
+	if (ss->n_blocks == ss->cap_blocks) {
+		size_t cap = ss->cap_blocks ? ss->cap_blocks * 2 : 64;
+		char **nb = realloc(ss->blocks, cap * sizeof *nb);
+
+		if (!nb)
+			return MP_E_NOMEM;
+		ss->blocks = nb;
+		ss->cap_blocks = cap;
+	}
+	ss->blocks[ss->n_blocks++] = block;
+	return MP_OK;
+}
+
+/* Room for N + 1 bytes that never moves: in the current block, a new
+ * block, or (long strings) an allocation of its own. */
+static char *cs_strings_room(struct cs_strings *ss, size_t n)
+{
+	char *dst;
+
+	if (n + 1 > CS_STRBLOCK / 4) {
+		if (!(dst = malloc(n + 1)) || cs_strings_keep(ss, dst) != MP_OK) {
+			free(dst);
+			return NULL;
+		}
+		return dst;
+	}
+	if (!ss->cur_block || ss->block_used + n + 1 > CS_STRBLOCK) {
+		if (!(dst = malloc(CS_STRBLOCK)) || cs_strings_keep(ss, dst) != MP_OK) {
+			free(dst);
+			return NULL;
+		}
+		ss->cur_block = dst;
+		ss->block_used = 0;
+	}
+	dst = ss->cur_block + ss->block_used;
+	ss->block_used += n + 1;
+	return dst;
+}
+
+/* The id of S, added when new; 0 on out of memory. */
+static uint32_t cs_strings_intern(struct cs_strings *ss, const char *s, size_t n)
+{
+	uint32_t id = cs_strings_find(ss, s, n);
+	struct cs_str *chunk;
+	char *dst;
+	size_t j;
+
+	if (id)
+		return id;
+	id = ss->n;
+	if (id >= CS_CHUNK * (CS_MAX_CHUNKS - 1) || n > UINT32_MAX - 1)
+		return 0;
+	if ((size_t)(id + 1) * 2 > ss->idx_cap && cs_strings_grow_idx(ss) != MP_OK)
+		return 0;
+	if (!(chunk = ss->chunks[id >> CS_CHUNK_BITS]) &&
+	    !(chunk = ss->chunks[id >> CS_CHUNK_BITS] = calloc(CS_CHUNK, sizeof *chunk)))
+		return 0;
+	if (!(dst = cs_strings_room(ss, n)))
+		return 0;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	chunk[id & (CS_CHUNK - 1)].s = dst;
+	chunk[id & (CS_CHUNK - 1)].len = (uint32_t)n;
+	ss->n = id + 1;
+	for (j = cs_hash(s, n) & (ss->idx_cap - 1); ss->idx[j]; j = (j + 1) & (ss->idx_cap - 1))
+		;
+	ss->idx[j] = id;
+	return id;
+}
+
+static void cs_strings_free(struct cs_strings *ss)
+{
+	size_t i;
+
+	if (!ss)
+		return;
+	for (i = 0; i < CS_MAX_CHUNKS; i++)
+		free(ss->chunks[i]);
+	for (i = 0; i < ss->n_blocks; i++)
+		free(ss->blocks[i]);
+	free(ss->blocks);
+	free(ss->idx);
+	free(ss);
+}
+
+/* ---------- segments ---------- */
+
+static void cs_seg_unref(struct cs_seg *g)
+{
+	if (!g || --g->refs > 0)
+		return;
+	if (g->db)
+		sqlite3_close(g->db);
+	free(g->t);
+	free(g->ev);
+	free(g->did);
+	free(g->off);
+	buf_free(&g->arena);
+	free(g);
+}
+
+static int64_t cs_data_version(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+struct cs_remap {
+	uint32_t *map;             /* shard dict id -> string id */
+	size_t n;
+};
+
+static int64_t cs_remap_id(void *ctx, int64_t id)
+{
+	struct cs_remap *m = ctx;
+
+	if (id < 1 || (size_t)id >= m->n || !m->map[id])
+		return -1;
+	return m->map[id];
+}
+
+/* (Re)read segment G from its file: dictionary, then both event tables,
+ * in one read transaction. */
+static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
+{
+	sqlite3_stmt *st = NULL;
+	struct cs_remap m = { NULL, 0 };
+	struct buf tmp;
+	enum mp_err rc = MP_OK;
+	size_t cap = 0;
+	int r, has_tables = 0;
+
+	buf_init(&tmp, (size_t)64 << 20);
+	g->dv = cs_data_version(g->db);
+	if (sqlite3_exec(g->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	if (sqlite3_prepare_v2(g->db, "SELECT count(*) FROM sqlite_master WHERE name='stage'", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		has_tables = sqlite3_column_int(st, 0) > 0;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (!has_tables)
+		goto out; /* being created: no events yet */
+	if (sqlite3_prepare_v2(g->db, "SELECT coalesce(max(id),0) FROM dict", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		rc = MP_E_STORE;
+		goto out;
+	}
+	m.n = (size_t)sqlite3_column_int64(st, 0) + 1;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (!(m.map = calloc(m.n, sizeof *m.map))) {
+		rc = MP_E_NOMEM;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(g->db, "SELECT id, s FROM dict", -1, &st, NULL) != SQLITE_OK) {
+		rc = MP_E_STORE;
+		goto out;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		const char *s = (const char *)sqlite3_column_text(st, 1);
+
+		if (id < 1 || (size_t)id >= m.n || !s)
+			continue;
+		if (!(m.map[id] = cs_strings_intern(cs->strings, s, (size_t)sqlite3_column_bytes(st, 1)))) {
+			rc = MP_E_NOMEM;
+			goto out;
+		}
+	}
+	if (r != SQLITE_DONE) {
+		rc = MP_E_STORE;
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(g->db, "SELECT id, e, d, p FROM events UNION ALL "
+				      "SELECT id, e, d, p FROM stage ORDER BY id", -1, &st, NULL) != SQLITE_OK) {
+		rc = MP_E_STORE;
+		goto out;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t e = sqlite3_column_int64(st, 1), d = sqlite3_column_int64(st, 2);
+		const unsigned char *p = sqlite3_column_blob(st, 3);
+		size_t pn = (size_t)sqlite3_column_bytes(st, 3);
+
+		if (g->n == cap) {
+			size_t nc = cap ? cap * 2 : 4096;
+			int64_t *t = realloc(g->t, nc * sizeof *t);
+			uint32_t *ev, *did;
+			size_t *off;
+
+			if (t)
+				g->t = t;
+			ev = realloc(g->ev, nc * sizeof *ev);
+			if (ev)
+				g->ev = ev;
+			did = realloc(g->did, nc * sizeof *did);
+			if (did)
+				g->did = did;
+			off = realloc(g->off, nc * sizeof *off);
+			if (off)
+				g->off = off;
+			if (!t || !ev || !did || !off) {
+				rc = MP_E_NOMEM;
+				goto out;
+			}
+			cap = nc;
+		}
+		if (cs_remap_id(&m, e) < 0 || cs_remap_id(&m, d) < 0) {
+			rc = MP_E_STORE;
+			goto out;
+		}
+		buf_reset(&tmp);
+		if ((rc = pc_remap(p, pn, cs_remap_id, &m, &tmp)) != MP_OK)
+			goto out;
+		g->t[g->n] = sqlite3_column_int64(st, 0) >> CS_SLOT_BITS;
+		g->ev[g->n] = m.map[e];
+		g->did[g->n] = m.map[d];
+		g->off[g->n] = g->arena.len;
+		if ((rc = buf_varint(&g->arena, tmp.len)) != MP_OK ||
+		    (rc = buf_append(&g->arena, tmp.data, tmp.len)) != MP_OK)
+			goto out;
+		g->n++;
+	}
+	if (r != SQLITE_DONE)
+		rc = MP_E_STORE;
+out:
+	sqlite3_finalize(st);
+	sqlite3_exec(g->db, "COMMIT", NULL, NULL, NULL);
+	free(m.map);
+	buf_free(&tmp);
+	if (rc != MP_OK)
+		log_error("colstore: shard %s: cannot load: %s", g->key, mp_strerror(rc));
+	return rc;
+}
+
+static enum mp_err cs_seg_new(struct colstore *cs, const char *key, struct cs_seg **out)
+{
+	struct cs_seg *g = calloc(1, sizeof *g);
+	enum mp_err rc;
+
+	if (!g)
+		return MP_E_NOMEM;
+	snprintf(g->key, sizeof g->key, "%s", key);
+	g->refs = 1;
+	buf_init(&g->arena, (size_t)1 << 40);
+	if ((rc = store_shard_open_ro(cs->sp, key, &g->db)) != MP_OK || (rc = cs_seg_load(cs, g)) != MP_OK) {
+		cs_seg_unref(g);
+		return rc;
+	}
+	*out = g;
+	return MP_OK;
+}
+
+static int cs_key_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct cs_seg *const *)a)->key, (*(struct cs_seg *const *)b)->key);
+}
+
+/* Bring cs->segs in line with the shard files: new files loaded, changed
+ * ones reloaded (as new segments), vanished ones dropped.  Sets *CHANGED. */
+static enum mp_err cs_sync_segments(struct colstore *cs, int *changed)
+{
+	DIR *d = opendir(store_project_dir(cs->sp));
+	struct dirent *de;
+	enum mp_err rc = MP_OK;
+	size_t i, j;
+
+	*changed = 0;
+	for (i = 0; i < cs->n_segs; i++)
+		cs->segs[i]->seen = 0;
+	if (!d)
+		return MP_OK;
+	while (rc == MP_OK && (de = readdir(d))) {
+		char key[32];
+		int64_t a, z;
+		struct cs_seg *g = NULL, **ns;
+
+		if (!store_shard_file(de->d_name, key, &a, &z))
+			continue;
+		for (i = 0; i < cs->n_segs && strcmp(cs->segs[i]->key, key) != 0; i++)
+			;
+		if (i < cs->n_segs) {
+			struct cs_seg *old = cs->segs[i];
+
+			old->seen = 1;
+			if (cs_data_version(old->db) == old->dv)
+				continue;
+			if ((rc = cs_seg_new(cs, key, &g)) != MP_OK)
+				break;
+			g->seen = 1;
+			cs->segs[i] = g;
+			cs_seg_unref(old);
+			*changed = 1;
+			continue;
+		}
+		if ((rc = cs_seg_new(cs, key, &g)) != MP_OK)
+			break;
+		if (!(ns = realloc(cs->segs, (cs->n_segs + 1) * sizeof *ns))) {
+			cs_seg_unref(g);
+			rc = MP_E_NOMEM;
+			break;
+		}
+		cs->segs = ns;
+		g->seen = 1;
+		cs->segs[cs->n_segs++] = g;
+		*changed = 1;
+	}
+	closedir(d);
+	for (i = j = 0; i < cs->n_segs; i++) {
+		if (cs->segs[i]->seen) {
+			cs->segs[j++] = cs->segs[i];
+		} else {
+			cs_seg_unref(cs->segs[i]);
+			*changed = 1;
+		}
+	}
+	cs->n_segs = j;
+	if (cs->n_segs > 1)
+		qsort(cs->segs, cs->n_segs, sizeof *cs->segs, cs_key_cmp);
+	return rc;
+}
+
+/* ---------- views ---------- */
+
+static void cs_view_free(struct cs_view *v)
+{
+	struct cs_view_priv *p = v->priv;
+	size_t i;
+
+	for (i = 0; i < p->n_segs; i++)
+		cs_seg_unref(p->segs[i]);
+	free(p->segs);
+	free(p->t);
+	free(p->ev);
+	free(p->did);
+	free(p->user);
+	free(p->ustart);
+	free(p->ukey);
+	free(p->rec);
+	free(p);
+	free(v);
+}
+
+/* The identity seam (see colstore.h): today the distinct_id is the user. */
+uint32_t colstore_user_key(const struct cs_view *v, uint32_t did)
+{
+	const struct cs_view_priv *p = v->priv;
+
+	return did < p->n_ukey ? p->ukey[did] : CS_NO_USER;
+}
+
+static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
+{
+	struct cs_view *v = calloc(1, sizeof *v);
+	struct cs_view_priv *p = calloc(1, sizeof *p);
+	size_t n = 0, i, k, pos;
+	uint32_t nu = 0, empty_id;
+	uint32_t *cnt = NULL;
+
+	if (!v || !p) {
+		free(v);
+		free(p);
+		return MP_E_NOMEM;
+	}
+	v->priv = p;
+	p->cs = cs;
+	p->refs = 1;
+	for (i = 0; i < cs->n_segs; i++)
+		n += cs->segs[i]->n;
+	p->n_ukey = cs->strings->n ? cs->strings->n : 1;
+	if (!(p->segs = calloc(cs->n_segs ? cs->n_segs : 1, sizeof *p->segs)) ||
+	    !(p->t = malloc((n ? n : 1) * sizeof *p->t)) ||
+	    !(p->ev = malloc((n ? n : 1) * sizeof *p->ev)) ||
+	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) ||
+	    !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
+	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) ||
+	    !(p->ukey = malloc(p->n_ukey * sizeof *p->ukey)))
+		goto nomem;
+	for (i = 0; i < cs->n_segs; i++) {
+		p->segs[i] = cs->segs[i];
+		cs->segs[i]->refs++;
+		p->n_segs++;
+	}
+	/* user keys in order of first appearance */
+	for (i = 0; i < p->n_ukey; i++)
+		p->ukey[i] = CS_NO_USER;
+	empty_id = cs_strings_find(cs->strings, "", 0);
+	for (i = 0; i < p->n_segs; i++) {
+		const struct cs_seg *g = p->segs[i];
+
+		for (k = 0; k < g->n; k++) {
+			uint32_t d = g->did[k];
+
+			if (d != empty_id && p->ukey[d] == CS_NO_USER)
+				p->ukey[d] = nu++;
+		}
+	}
+	if (!(p->ustart = calloc((size_t)nu + 2, sizeof *p->ustart)) ||
+	    !(cnt = calloc((size_t)nu + 1, sizeof *cnt)))
+		goto nomem;
+	for (i = 0; i < p->n_segs; i++) {
+		const struct cs_seg *g = p->segs[i];
+
+		for (k = 0; k < g->n; k++) {
+			uint32_t u = p->ukey[g->did[k]];
+
+			cnt[u == CS_NO_USER ? nu : u]++;
+		}
+	}
+	for (pos = 0, i = 0; i <= nu; i++) {
+		p->ustart[i] = (uint32_t)pos;
+		pos += cnt[i];
+		cnt[i] = p->ustart[i];
+	}
+	p->ustart[nu + 1] = (uint32_t)pos;
+	/* stable scatter: segments in time order, rows in id order (invariant 1) */
+	for (i = 0; i < p->n_segs; i++) {
+		const struct cs_seg *g = p->segs[i];
+
+		for (k = 0; k < g->n; k++) {
+			uint32_t u = p->ukey[g->did[k]];
+			size_t at = cnt[u == CS_NO_USER ? nu : u]++;
+
+			p->t[at] = g->t[k];
+			p->ev[at] = g->ev[k];
+			p->did[at] = g->did[k];
+			p->user[at] = u;
+			p->rec[at] = (const unsigned char *)g->arena.data + g->off[k];
+		}
+	}
+	free(cnt);
+	v->n = n;
+	v->t = p->t;
+	v->ev = p->ev;
+	v->did = p->did;
+	v->user = p->user;
+	v->rec = p->rec;
+	v->n_users = nu;
+	v->ustart = p->ustart;
+	v->n_strings = cs->strings->n ? cs->strings->n : 1;
+	v->strings = cs->strings;
+	*out = v;
+	return MP_OK;
+nomem:
+	free(cnt);
+	cs_view_free(v);
+	return MP_E_NOMEM;
+}
+
+/* ---------- public ---------- */
+
+enum mp_err colstore_open(struct store_project *sp, struct colstore **out)
+{
+	struct colstore *cs = calloc(1, sizeof *cs);
+
+	if (!cs || !(cs->strings = calloc(1, sizeof *cs->strings))) {
+		free(cs);
+		return MP_E_NOMEM;
+	}
+	cs->strings->n = 1;
+	cs->sp = sp;
+	pthread_mutex_init(&cs->mu, NULL);
+	*out = cs;
+	return MP_OK;
+}
+
+void colstore_free(struct colstore *cs)
+{
+	size_t i;
+
+	if (!cs)
+		return;
+	if (cs->cur)
+		colstore_release(cs->cur);
+	for (i = 0; i < cs->n_segs; i++)
+		cs_seg_unref(cs->segs[i]);
+	free(cs->segs);
+	cs_strings_free(cs->strings);
+	pthread_mutex_destroy(&cs->mu);
+	free(cs);
+}
+
+enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
+{
+	enum mp_err rc;
+	int changed;
+
+	pthread_mutex_lock(&cs->mu);
+	rc = cs_sync_segments(cs, &changed);
+	if (rc == MP_OK && (changed || !cs->cur)) {
+		struct cs_view *v;
+
+		if ((rc = cs_view_build(cs, &v)) == MP_OK) {
+			struct cs_view *old = cs->cur;
+
+			cs->cur = v;
+			if (old && --old->priv->refs == 0)
+				cs_view_free(old);
+		}
+	}
+	if (rc == MP_OK) {
+		cs->cur->priv->refs++;
+		*out = cs->cur;
+	}
+	pthread_mutex_unlock(&cs->mu);
+	return rc;
+}
+
+void colstore_release(struct cs_view *v)
+{
+	struct colstore *cs;
+	int last;
+
+	if (!v)
+		return;
+	cs = v->priv->cs;
+	pthread_mutex_lock(&cs->mu);
+	last = --v->priv->refs == 0;
+	if (last)
+		cs_view_free(v);
+	pthread_mutex_unlock(&cs->mu);
+}
+
+const char *cs_string(const struct cs_view *v, uint32_t id, size_t *len)
+{
+	const struct cs_str *e;
+
+	if (id < 1 || id >= v->n_strings) {
+		*len = 0;
+		return "";
+	}
+	e = cs_str_at(v->strings, id);
+	*len = e->len;
+	return e->s;
+}
+
+uint32_t cs_string_id(const struct cs_view *v, const char *s, size_t n)
+{
+	struct colstore *cs = v->priv->cs;
+	uint32_t id;
+
+	pthread_mutex_lock(&cs->mu);
+	id = cs_strings_find(cs->strings, s, n);
+	pthread_mutex_unlock(&cs->mu);
+	return id < v->n_strings ? id : 0;
+}
+
+const unsigned char *cs_props(const struct cs_view *v, size_t i, size_t *len)
+{
+	const unsigned char *p = v->rec[i];
+	uint64_t n;
+	const unsigned char *q = pc_varint(p, p + 10, &n);
+
+	*len = (size_t)n;
+	return q;
+}
+
+/* ---------- expression evaluation ---------- */
+
+void cs_eval_init(struct cs_eval *ce, const struct cs_view *v)
+{
+	memset(ce, 0, sizeof *ce);
+	ce->v = v;
+}
+
+static const char *cs_eval_str(void *ctx, int64_t id, size_t *len)
+{
+	const struct cs_view *v = ctx;
+
+	if (id < 1 || (uint64_t)id >= v->n_strings)
+		return NULL;
+	return cs_string(v, (uint32_t)id, len);
+}
+
+static int64_t cs_eval_name(void *ctx, const char *name, size_t len)
+{
+	struct cs_eval *ce = ctx;
+	size_t i;
+	uint32_t id;
+
+	for (i = 0; i < ce->n_names; i++)
+		if (ce->names[i].len == len && memcmp(ce->names[i].name, name, len) == 0)
+			return ce->names[i].id;
+	id = cs_string_id(ce->v, name, len);
+	if (ce->n_names < sizeof ce->names / sizeof ce->names[0]) {
+		ce->names[ce->n_names].name = name;
+		ce->names[ce->n_names].len = len;
+		ce->names[ce->n_names].id = id;
+		ce->n_names++;
+	}
+	return id;
+}
+
+static const char *cs_eval_str2(void *ctx, int64_t id, size_t *len)
+{
+	return cs_eval_str((void *)((struct cs_eval *)ctx)->v, id, len);
+}
+
+int cs_eval_lookup(void *ctx, enum expr_scope scope, const char *name, size_t name_len,
+		   struct expr_value *out)
+{
+	struct cs_eval *ce = ctx;
+	const struct cs_view *v = ce->v;
+	struct pc_event_ref ev;
+
+	ev.time_ms = v->t[ce->i];
+	ev.name = cs_string(v, v->ev[ce->i], &ev.name_len);
+	ev.did = cs_string(v, v->did[ce->i], &ev.did_len);
+	ev.props = cs_props(v, ce->i, &ev.props_len);
+	ev.key_id = cs_eval_name;
+	ev.lookup = cs_eval_str2;
+	ev.ctx = ce;
+	ev.items = ce->items;
+	ev.n_items = sizeof ce->items / sizeof ce->items[0];
+	return pc_event_lookup(&ev, scope, name, name_len, out);
+}

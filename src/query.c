@@ -1,0 +1,619 @@
+/*
+ * query.c - the query engine: one projection and time zone per project,
+ * dispatch of /api/2.0/<endpoint> to the report modules, and the helpers
+ * they share (contracts in include/query.h and include/query_report.h).
+ */
+#include "query_report.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct query_engine {
+	const struct config *cfg;
+	struct store *st;
+	struct colstore **cs;      /* per project, parallel to cfg->projects */
+	struct tz **tz;
+};
+
+enum mp_err query_engine_open(const struct config *cfg, struct store *st, struct query_engine **out,
+			      char *err, size_t errlen)
+{
+	struct query_engine *qe = calloc(1, sizeof *qe);
+	size_t i, n = cfg->n_projects;
+	enum mp_err rc;
+
+	if (!qe || !(qe->cs = calloc(n ? n : 1, sizeof *qe->cs)) || !(qe->tz = calloc(n ? n : 1, sizeof *qe->tz))) {
+		query_engine_free(qe);
+		return MP_E_NOMEM;
+	}
+	qe->cfg = cfg;
+	qe->st = st;
+	for (i = 0; i < n; i++) {
+		const struct config_project *p = &cfg->projects[i];
+
+		if ((rc = tz_load(p->timezone, &qe->tz[i])) != MP_OK) {
+			snprintf(err, errlen, "project %s: cannot load time zone %s: %s", p->name, p->timezone,
+				 mp_strerror(rc));
+			query_engine_free(qe);
+			return rc;
+		}
+		if ((rc = colstore_open(store_project_get(st, p), &qe->cs[i])) != MP_OK) {
+			snprintf(err, errlen, "project %s: %s", p->name, mp_strerror(rc));
+			query_engine_free(qe);
+			return rc;
+		}
+	}
+	*out = qe;
+	return MP_OK;
+}
+
+void query_engine_free(struct query_engine *qe)
+{
+	size_t i;
+
+	if (!qe)
+		return;
+	for (i = 0; qe->cfg && i < qe->cfg->n_projects; i++) {
+		if (qe->cs)
+			colstore_free(qe->cs[i]);
+		if (qe->tz)
+			tz_free(qe->tz[i]);
+	}
+	free(qe->cs);
+	free(qe->tz);
+	free(qe);
+}
+
+/* ---------- dispatch ---------- */
+
+enum q_kind { QK_READ, QK_WRITE, QK_NOVIEW };
+
+static const struct {
+	const char *name;
+	enum q_kind kind;
+	int (*run)(struct qctx *q);
+} q_table[] = {
+	{ "segmentation", QK_READ, q_segmentation },
+	{ "segmentation/numeric", QK_READ, q_segmentation_numeric },
+	{ "segmentation/sum", QK_READ, NULL },
+	{ "segmentation/average", QK_READ, NULL },
+	{ "events", QK_READ, q_events },
+	{ "events/top", QK_READ, q_events_top },
+	{ "events/names", QK_READ, q_events_names },
+	{ "events/properties", QK_READ, q_events_properties },
+	{ "events/properties/top", QK_READ, q_events_properties_top },
+	{ "events/properties/values", QK_READ, q_events_properties_values },
+	{ "funnels", QK_READ, q_funnels },
+	{ "funnels/list", QK_NOVIEW, q_funnels_list },
+	{ "funnels/create", QK_WRITE, q_funnels_create },
+	{ "retention", QK_READ, q_retention },
+	{ "retention/addiction", QK_READ, q_retention_addiction },
+};
+
+static int q_find(const char *endpoint)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof q_table / sizeof q_table[0]; i++)
+		if (!strcmp(q_table[i].name, endpoint))
+			return (int)i;
+	return -1;
+}
+
+int query_endpoint_known(const char *endpoint)
+{
+	return q_find(endpoint) >= 0;
+}
+
+static void q_error_body(struct qctx *q)
+{
+	buf_reset(q->out);
+	if (buf_append(q->out, "{\"error\":", 9) != MP_OK ||
+	    buf_json_str(q->out, q->err, strlen(q->err)) != MP_OK ||
+	    buf_append(q->out, ",\"request\":", 11) != MP_OK ||
+	    buf_json_str(q->out, q->rq->request, strlen(q->rq->request)) != MP_OK ||
+	    buf_append(q->out, ",\"status\":\"error\"}", 18) != MP_OK)
+		buf_reset(q->out);
+}
+
+int query_run(struct query_engine *qe, const struct query_request *rq, struct buf *out)
+{
+	struct qctx q;
+	struct timespec ts;
+	int k = q_find(rq->endpoint), status;
+	size_t pi = (size_t)(rq->project - qe->cfg->projects);
+	enum mp_err rc;
+
+	memset(&q, 0, sizeof q);
+	q.rq = rq;
+	q.proj = rq->project;
+	q.sp = store_project_get(qe->st, rq->project);
+	q.tz = qe->tz[pi];
+	q.out = out;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	q.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (k < 0) {
+		status = q_fail(&q, 404, "unknown endpoint '%s'", rq->endpoint);
+		goto done;
+	}
+	if (q_table[k].kind == QK_WRITE && strcmp(rq->method, "POST") != 0) {
+		status = q_fail(&q, 405, "%s needs POST", rq->endpoint);
+		goto done;
+	}
+	if (q_table[k].kind == QK_READ && (rc = colstore_acquire(qe->cs[pi], &q.v)) != MP_OK) {
+		status = q_fail(&q, 503, "cannot read the event store: %s", mp_strerror(rc));
+		goto done;
+	}
+	if (!strcmp(q_table[k].name, "segmentation/sum"))
+		status = q_segmentation_sum(&q, 0);
+	else if (!strcmp(q_table[k].name, "segmentation/average"))
+		status = q_segmentation_sum(&q, 1);
+	else
+		status = q_table[k].run(&q);
+	colstore_release(q.v);
+done:
+	if (status != 200)
+		q_error_body(&q);
+	return status;
+}
+
+/* ---------- parameters ---------- */
+
+int q_fail(struct qctx *q, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(q->err, sizeof q->err, fmt, ap);
+	va_end(ap);
+	q->status = status;
+	return status;
+}
+
+int q_oom(struct qctx *q)
+{
+	return q_fail(q, 503, "out of memory");
+}
+
+const char *q_param(struct qctx *q, const char *name)
+{
+	const char *v = q->rq->param(q->rq->param_ctx, name);
+
+	return v && v[0] ? v : NULL;
+}
+
+static int q_date(struct qctx *q, const char *name, int64_t *ms)
+{
+	const char *s = q_param(q, name);
+	int y, m, d;
+
+	if (!s)
+		return q_fail(q, 400, "'%s' is a required parameter", name);
+	if (!tz_parse_date(s, strlen(s), &y, &m, &d))
+		return q_fail(q, 400, "'%s' is invalid: expected a date YYYY-MM-DD, got '%.40s'", name, s);
+	*ms = tz_from_civil(q->tz, y, m, d, 0, 0);
+	return 0;
+}
+
+int q_dates(struct qctx *q, int64_t *from, int64_t *to)
+{
+	struct tz_civil c;
+
+	if (q_date(q, "from_date", from) || q_date(q, "to_date", to))
+		return 1;
+	tz_to_civil(q->tz, *to, &c);
+	*to = tz_from_civil(q->tz, c.year, c.month, c.day + 1, 0, 0);
+	if (*to <= *from)
+		return q_fail(q, 400, "'to_date' must not be before 'from_date'");
+	return 0;
+}
+
+int q_int(struct qctx *q, const char *name, long def, long min, long max, long *out)
+{
+	const char *s = q_param(q, name);
+	char *end;
+	long v;
+
+	if (!s) {
+		*out = def;
+		return 0;
+	}
+	v = strtol(s, &end, 10);
+	if (*end || end == s || v < min || v > max)
+		return q_fail(q, 400, "'%s' must be an integer from %ld to %ld", name, min, max);
+	*out = v;
+	return 0;
+}
+
+int q_bool(struct qctx *q, const char *name, int def, int *out)
+{
+	const char *s = q_param(q, name);
+
+	if (!s)
+		*out = def;
+	else if (!strcmp(s, "1") || !strcasecmp(s, "true"))
+		*out = 1;
+	else if (!strcmp(s, "0") || !strcasecmp(s, "false"))
+		*out = 0;
+	else
+		return q_fail(q, 400, "'%s' must be true or false", name);
+	return 0;
+}
+
+static const char *const q_unit_names[] = { "minute", "hour", "day", "week", "month" };
+
+int q_unit(struct qctx *q, const char *name, enum tz_unit def, unsigned mask, enum tz_unit *out)
+{
+	const char *s = q_param(q, name);
+	char allowed[64];
+	size_t i, n = 0;
+
+	if (!s) {
+		*out = def;
+		return 0;
+	}
+	for (i = 0; i < 5; i++)
+		if ((mask & (1u << i)) && !strcmp(s, q_unit_names[i])) {
+			*out = (enum tz_unit)i;
+			return 0;
+		}
+	allowed[0] = '\0';
+	for (i = 0; i < 5; i++)
+		if (mask & (1u << i))
+			n += (size_t)snprintf(allowed + n, sizeof allowed - n, "%s%s", n ? ", " : "", q_unit_names[i]);
+	return q_fail(q, 400, "'%s' must be one of: %s (got '%.40s')", name, allowed, s);
+}
+
+int q_expr_src(struct qctx *q, const char *what, const char *src, struct expr **out)
+{
+	char msg[200];
+	size_t off = 0;
+	enum mp_err rc = expr_compile(src, strlen(src), out, msg, sizeof msg, &off);
+
+	if (rc == MP_OK)
+		return 0;
+	*out = NULL;
+	if (rc == MP_E_NOMEM)
+		return q_oom(q);
+	return q_fail(q, 400, "invalid expression in '%s' at position %zu: %s", what, off, msg);
+}
+
+int q_expr(struct qctx *q, const char *name, struct expr **out)
+{
+	const char *s = q_param(q, name);
+
+	*out = NULL;
+	return s ? q_expr_src(q, name, s, out) : 0;
+}
+
+int q_property_expr(struct qctx *q, const char *name, struct expr **out)
+{
+	struct buf src;
+	int rc;
+
+	/* built as source text so it goes through the one parser */
+	buf_init(&src, 1 << 20);
+	if (buf_append(&src, "properties[", 11) != MP_OK || buf_json_str(&src, name, strlen(name)) != MP_OK ||
+	    buf_putc(&src, ']') != MP_OK) {
+		buf_free(&src);
+		return q_oom(q);
+	}
+	rc = q_expr_src(q, "name", src.data, out);
+	buf_free(&src);
+	return rc;
+}
+
+int q_where(struct qctx *q, struct expr *e, struct cs_eval *ce)
+{
+	int r;
+
+	if (!e)
+		return 1;
+	r = expr_eval_where(e, cs_eval_lookup, ce);
+	if (r < 0)
+		q_fail(q, 400, "cannot evaluate expression: %s", expr_error(e));
+	return r;
+}
+
+/* ---------- buckets ---------- */
+
+static int qb_alloc(struct qctx *q, struct qbuckets *b, size_t n)
+{
+	b->n = 0;
+	b->start = malloc((n + 1) * sizeof *b->start);
+	b->key = malloc((n ? n : 1) * sizeof *b->key);
+	if (!b->start || !b->key) {
+		qb_free(b);
+		return q_oom(q);
+	}
+	return 0;
+}
+
+#define Q_MAX_BUCKETS 200000
+
+int q_buckets_unit(struct qctx *q, int64_t from, int64_t to, enum tz_unit unit, struct qbuckets *b)
+{
+	int64_t s = tz_bucket_floor(q->tz, unit, from), x;
+	size_t n = 0;
+
+	for (x = s; x < to; x = tz_bucket_next(q->tz, unit, x))
+		if (++n > Q_MAX_BUCKETS)
+			return q_fail(q, 400, "too many time buckets: use a larger unit or a shorter range");
+	if (qb_alloc(q, b, n))
+		return 1;
+	for (x = s; x < to; x = tz_bucket_next(q->tz, unit, x)) {
+		b->start[b->n] = x;
+		tz_bucket_key(q->tz, unit, x, b->key[b->n], sizeof b->key[0]);
+		b->n++;
+	}
+	b->start[b->n] = x;
+	return 0;
+}
+
+int q_buckets_days(struct qctx *q, int64_t from, int64_t to, long days, struct qbuckets *b)
+{
+	struct tz_civil c;
+	size_t n = 0, i;
+	int64_t x;
+
+	tz_to_civil(q->tz, from, &c);
+	for (x = from; x < to; x = tz_from_civil(q->tz, c.year, c.month, c.day + (int)(days * (long)(n + 1)), 0, 0))
+		if (++n > Q_MAX_BUCKETS)
+			return q_fail(q, 400, "too many time buckets");
+	if (qb_alloc(q, b, n))
+		return 1;
+	for (i = 0; i < n; i++) {
+		b->start[i] = tz_from_civil(q->tz, c.year, c.month, c.day + (int)(days * (long)i), 0, 0);
+		tz_bucket_key(q->tz, TZ_DAY, b->start[i], b->key[i], sizeof b->key[0]);
+	}
+	b->n = n;
+	b->start[n] = to;
+	return 0;
+}
+
+size_t qb_find(const struct qbuckets *b, int64_t t)
+{
+	size_t lo = 0, hi = b->n;
+
+	if (!b->n || t < b->start[0] || t >= b->start[b->n])
+		return SIZE_MAX;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+
+		if (b->start[mid] <= t)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void qb_free(struct qbuckets *b)
+{
+	free(b->start);
+	free(b->key);
+	b->start = NULL;
+	b->key = NULL;
+	b->n = 0;
+}
+
+int q_json_series_keys(struct qctx *q, const struct qbuckets *b)
+{
+	size_t i;
+
+	if (buf_putc(q->out, '[') != MP_OK)
+		return q_oom(q);
+	for (i = 0; i < b->n; i++)
+		if ((i && buf_putc(q->out, ',') != MP_OK) ||
+		    buf_json_str(q->out, b->key[i], strlen(b->key[i])) != MP_OK)
+			return q_oom(q);
+	return buf_putc(q->out, ']') == MP_OK ? 0 : q_oom(q);
+}
+
+int q_json_series_obj(struct qctx *q, const char *key, size_t klen, const struct qbuckets *b,
+		      const double *vals)
+{
+	size_t i;
+
+	if (buf_json_str(q->out, key, klen) != MP_OK || buf_append(q->out, ":{", 2) != MP_OK)
+		return q_oom(q);
+	for (i = 0; i < b->n; i++)
+		if ((i && buf_putc(q->out, ',') != MP_OK) ||
+		    buf_json_str(q->out, b->key[i], strlen(b->key[i])) != MP_OK ||
+		    buf_putc(q->out, ':') != MP_OK || buf_json_num(q->out, vals[i]) != MP_OK)
+			return q_oom(q);
+	return buf_putc(q->out, '}') == MP_OK ? 0 : q_oom(q);
+}
+
+/* ---------- segments ---------- */
+
+void qsegs_init(struct qsegs *s, size_t width)
+{
+	memset(s, 0, sizeof *s);
+	s->width = width ? width : 1;
+}
+
+void qsegs_free(struct qsegs *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->name[i]);
+	free(s->name);
+	free(s->name_len);
+	free(s->slot);
+	free(s->val);
+	free(s->last);
+	memset(s, 0, sizeof *s);
+}
+
+static uint64_t q_hash(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	while (n--)
+		h = (h ^ (unsigned char)*p++) * 0x100000001b3ULL;
+	return h;
+}
+
+size_t qsegs_get(struct qsegs *s, const char *key, size_t n)
+{
+	size_t i, j;
+
+	if (s->slot_cap) {
+		for (i = q_hash(key, n) & (s->slot_cap - 1); s->slot[i]; i = (i + 1) & (s->slot_cap - 1)) {
+			size_t k = s->slot[i] - 1;
+
+			if (s->name_len[k] == n && memcmp(s->name[k], key, n) == 0)
+				return k;
+		}
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		char **nm = realloc(s->name, cap * sizeof *nm);
+		size_t *nl;
+		double *val;
+		uint32_t *last;
+
+		if (!nm)
+			return SIZE_MAX;
+		s->name = nm;
+		if (!(nl = realloc(s->name_len, cap * sizeof *nl)))
+			return SIZE_MAX;
+		s->name_len = nl;
+		if (!(val = realloc(s->val, cap * s->width * sizeof *val)))
+			return SIZE_MAX;
+		s->val = val;
+		if (!(last = realloc(s->last, cap * s->width * sizeof *last)))
+			return SIZE_MAX;
+		s->last = last;
+		s->cap = cap;
+	}
+	if ((s->n + 1) * 2 > s->slot_cap) {
+		size_t cap = s->slot_cap ? s->slot_cap * 2 : 64;
+		size_t *slot = calloc(cap, sizeof *slot);
+
+		if (!slot)
+			return SIZE_MAX;
+		for (j = 0; j < s->n; j++) {
+			for (i = q_hash(s->name[j], s->name_len[j]) & (cap - 1); slot[i]; i = (i + 1) & (cap - 1))
+				;
+			slot[i] = j + 1;
+		}
+		free(s->slot);
+		s->slot = slot;
+		s->slot_cap = cap;
+	}
+	if (!(s->name[s->n] = malloc(n + 1)))
+		return SIZE_MAX;
+	memcpy(s->name[s->n], key, n);
+	s->name[s->n][n] = '\0';
+	s->name_len[s->n] = n;
+	memset(s->val + s->n * s->width, 0, s->width * sizeof *s->val);
+	memset(s->last + s->n * s->width, 0, s->width * sizeof *s->last);
+	for (i = q_hash(key, n) & (s->slot_cap - 1); s->slot[i]; i = (i + 1) & (s->slot_cap - 1))
+		;
+	s->slot[i] = s->n + 1;
+	return s->n++;
+}
+
+static int q_value_key(struct qctx *q, const struct expr_value *v, char *tmp, size_t tmpn,
+		       int (*cb)(void *ctx, const char *key, size_t n), void *ctx)
+{
+	size_t n;
+
+	if (v->type == EXPR_STRING)
+		return cb(ctx, v->u.str.s, v->u.str.len);
+	n = expr_value_key(v, tmp, tmpn);
+	if (n >= tmpn)
+		n = tmpn - 1;
+	(void)q;
+	return cb(ctx, tmp, n);
+}
+
+static int q_same_value(const struct expr_value *a, const struct expr_value *b)
+{
+	if (a->type != b->type)
+		return 0;
+	switch (a->type) {
+	case EXPR_STRING: return a->u.str.len == b->u.str.len && !memcmp(a->u.str.s, b->u.str.s, a->u.str.len);
+	case EXPR_NUMBER: return a->u.n == b->u.n;
+	case EXPR_BOOL: return a->u.b == b->u.b;
+	case EXPR_DATETIME: return a->u.ms == b->u.ms;
+	case EXPR_NULL: case EXPR_UNDEFINED: return 1;
+	default: return 0;
+	}
+}
+
+int q_on_keys(struct qctx *q, struct expr *on, struct cs_eval *ce,
+	      int (*cb)(void *ctx, const char *key, size_t n), void *ctx)
+{
+	struct expr_value v;
+	char tmp[512];
+	size_t i, j;
+	enum mp_err rc = expr_eval(on, cs_eval_lookup, ce, &v);
+
+	if (rc != MP_OK) {
+		q_fail(q, rc == MP_E_INVALID ? 400 : 503, "cannot evaluate 'on': %s",
+		       rc == MP_E_INVALID ? expr_error(on) : mp_strerror(rc));
+		return -1;
+	}
+	if (v.type == EXPR_UNDEFINED)
+		return 0;
+	if (v.type != EXPR_LIST)
+		return q_value_key(q, &v, tmp, sizeof tmp, cb, ctx);
+	for (i = 0; i < v.u.list.n; i++) {
+		const struct expr_value *it = &v.u.list.items[i];
+
+		if (it->type == EXPR_UNDEFINED)
+			continue;
+		for (j = 0; j < i && !q_same_value(&v.u.list.items[j], it); j++)
+			;
+		if (j == i && q_value_key(q, it, tmp, sizeof tmp, cb, ctx))
+			return -1;
+	}
+	return 0;
+}
+
+struct q_top_ctx {
+	const struct qsegs *s;
+	const double *total;
+};
+
+static int q_top_cmp(const void *a, const void *b, void *arg)
+{
+	const struct q_top_ctx *c = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	double tx = c->total[x], ty = c->total[y];
+	const struct qsegs *s = c->s;
+	size_t n = s->name_len[x] < s->name_len[y] ? s->name_len[x] : s->name_len[y];
+	int r;
+
+	if (tx != ty)
+		return tx > ty ? -1 : 1;
+	r = memcmp(s->name[x], s->name[y], n);
+	if (r)
+		return r;
+	return s->name_len[x] < s->name_len[y] ? -1 : s->name_len[x] > s->name_len[y];
+}
+
+size_t *qsegs_top(const struct qsegs *s, const double *total, size_t limit, size_t *n)
+{
+	size_t *idx = malloc((s->n ? s->n : 1) * sizeof *idx), i;
+	struct q_top_ctx c = { s, total };
+
+	if (!idx)
+		return NULL;
+	for (i = 0; i < s->n; i++)
+		idx[i] = i;
+	qsort_r(idx, s->n, sizeof *idx, q_top_cmp, &c);
+	*n = s->n < limit ? s->n : limit;
+	return idx;
+}
