@@ -53,6 +53,12 @@ struct cs_view {
 				      length, then the record (use cs_props) */
 	uint32_t n_users;
 	const uint32_t *ustart;    /* events of user u: [ustart[u], ustart[u+1]); then the CS_NO_USER ones */
+	/* the same events grouped by event name, each group in time order */
+	uint32_t n_names;          /* distinct event names */
+	const uint32_t *name_sid;  /* name index -> string id */
+	const uint32_t *nstart;    /* events of name k: [nstart[k], nstart[k+1]) in nt/npos */
+	const int64_t *nt;         /* time */
+	const uint32_t *npos;      /* position in the arrays above (t, ev, did, user, rec) */
 	uint32_t n_strings;        /* string ids 1..n_strings-1 are valid in this view */
 	const struct cs_strings *strings;
 	/* private */
@@ -75,6 +81,26 @@ uint32_t cs_string_id(const struct cs_view *v, const char *s, size_t n);
 
 /* The property record of event I: *LEN bytes at the returned pointer. */
 const unsigned char *cs_props(const struct cs_view *v, size_t i, size_t *len);
+
+/* The name index of event-name string id SID, or UINT32_MAX. */
+uint32_t cs_name_index(const struct cs_view *v, uint32_t sid);
+
+/* First index in [A, B) of the time-sorted array T whose time is >= X. */
+size_t cs_lower_bound(const int64_t *t, size_t a, size_t b, int64_t x);
+
+/* A property column: the top-level property with key string id KEY for every
+ * event (indexed like t/ev/...), decoded once and cached in the view.
+ * code[i]: CS_V_UNDEF (absent), CS_V_NULL, CS_V_FALSE, CS_V_TRUE,
+ * CS_V_NUMBER (value in num[i]), CS_V_OTHER (a list, an object or a long
+ * inline string: evaluate the record), or CS_V_STR + string id. */
+enum { CS_V_UNDEF = 0, CS_V_NULL, CS_V_FALSE, CS_V_TRUE, CS_V_NUMBER, CS_V_OTHER, CS_V_STR = 8 };
+struct cs_column {
+	uint32_t key;
+	const uint32_t *code;
+	const double *num;         /* NULL when no event has a number */
+};
+/* The column (NULL on out of memory). */
+const struct cs_column *cs_column(const struct cs_view *v, uint32_t key);
 
 /* The user key of a distinct_id string id (the identity seam). */
 uint32_t colstore_user_key(const struct cs_view *v, uint32_t did);

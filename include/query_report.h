@@ -60,7 +60,7 @@ int q_expr_src(struct qctx *q, const char *what, const char *src, struct expr **
 /* properties["NAME"] compiled (NAME a property name). */
 int q_property_expr(struct qctx *q, const char *name, struct expr **out);
 
-/* `where` filter on event I: 1 keep, 0 drop, -1 evaluation error (q_fail done). */
+/* `where` filter without the fast path (see struct qx). */
 int q_where(struct qctx *q, struct expr *e, struct cs_eval *ce);
 
 /* ---------- time buckets ---------- */
@@ -97,11 +97,34 @@ void qsegs_free(struct qsegs *s);
 /* Index of segment KEY (N bytes), added when new; SIZE_MAX on out of memory. */
 size_t qsegs_get(struct qsegs *s, const char *key, size_t n);
 
-/* The segment keys of the `on` value for event ce->i: calls CB once per
- * distinct key (a list counts under each distinct element).  Returns 0, or
- * -1 after q_fail (evaluation error or out of memory). */
-int q_on_keys(struct qctx *q, struct expr *on, struct cs_eval *ce,
-	      int (*cb)(void *ctx, const char *key, size_t n), void *ctx);
+/* ---------- expressions over the projection ---------- */
+
+/* A compiled `where`/`on` with a fast path: when it reads exactly one
+ * top-level event property and nothing else, its value for an event depends
+ * only on that property's code in the column (colstore.h), so the outcome is
+ * memoized per code and most events cost one array read. */
+struct qx {
+	struct expr *e;                /* NULL when the parameter is absent */
+	const struct cs_column *col;   /* the fast path, or NULL */
+	int32_t *memo;                 /* per code: 0 unknown; where: 1 false, 2 true;
+					  on: 1 no segment, k + 2 segment k */
+	size_t memo_n;
+};
+
+/* Take over E (may be NULL) and set up the fast path. */
+int q_qx_init(struct qctx *q, struct qx *x, struct expr *e);
+/* q_expr + q_qx_init. */
+int q_qx_param(struct qctx *q, const char *name, struct qx *x);
+void q_qx_free(struct qx *x);
+
+/* `where` on event ce->i: 1 keep (also when absent), 0 drop, -1 error (q_fail done). */
+int q_qx_where(struct qctx *q, struct qx *x, struct cs_eval *ce);
+
+/* The segments of the `on` value for event ce->i (values of S): calls CB
+ * once per distinct segment (a list counts under each distinct element;
+ * undefined: none).  Returns 0, or -1 after q_fail. */
+int q_qx_on(struct qctx *q, struct qx *x, struct cs_eval *ce, struct qsegs *s,
+	    int (*cb)(void *ctx, size_t seg), void *ctx);
 
 /* The order to report segments in: the top LIMIT by TOTAL (descending, then
  * key ascending).  Returns a malloc'ed array of *N indexes. */

@@ -7,7 +7,8 @@
  * localtime machinery.
  *
  * Loading.  tz_load("UTC") and tz_load("Etc/UTC") need no file; any other
- * NAME is read from TZ_ZONEINFO/NAME, a TZif file (RFC 8536, versions 1-4).
+ * NAME is read from TZ_ZONEINFO/NAME, a TZif file (RFC 8536, versions 1-4;
+ * a version byte of 5-9 is read with the version 4 layout).
  * From a version 2+ file only the 64-bit data block and the footer are used.
  * Local time before the first transition is time type 0; on or after the
  * last transition it is the footer's POSIX TZ string when there is one

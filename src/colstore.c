@@ -72,6 +72,8 @@ struct cs_seg {
 	int seen;                  /* scratch for acquire */
 };
 
+#define CS_MAX_COLUMNS 32
+
 struct cs_view_priv {
 	struct colstore *cs;
 	int refs;                  /* guarded by cs->mu */
@@ -81,6 +83,13 @@ struct cs_view_priv {
 	uint32_t *ev, *did, *user, *ustart, *ukey;
 	const unsigned char **rec;
 	uint32_t n_ukey;
+	/* by event name */
+	uint32_t *name_sid, *nstart, *npos, *name_of;
+	int64_t *nt;
+	/* property columns, built on demand */
+	pthread_mutex_t colmu;
+	struct cs_column *cols[CS_MAX_COLUMNS];
+	size_t n_cols;
 };
 
 struct colstore {
@@ -496,6 +505,17 @@ static void cs_view_free(struct cs_view *v)
 	free(p->ustart);
 	free(p->ukey);
 	free(p->rec);
+	free(p->name_sid);
+	free(p->nstart);
+	free(p->npos);
+	free(p->name_of);
+	free(p->nt);
+	for (i = 0; i < p->n_cols; i++) {
+		free((void *)p->cols[i]->code);
+		free((void *)p->cols[i]->num);
+		free(p->cols[i]);
+	}
+	pthread_mutex_destroy(&p->colmu);
 	free(p);
 	free(v);
 }
@@ -513,8 +533,8 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	struct cs_view *v = calloc(1, sizeof *v);
 	struct cs_view_priv *p = calloc(1, sizeof *p);
 	size_t n = 0, i, k, pos;
-	uint32_t nu = 0, empty_id;
-	uint32_t *cnt = NULL;
+	uint32_t nu = 0, empty_id, nn = 0;
+	uint32_t *cnt = NULL, *ncnt = NULL;
 
 	if (!v || !p) {
 		free(v);
@@ -524,6 +544,7 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	v->priv = p;
 	p->cs = cs;
 	p->refs = 1;
+	pthread_mutex_init(&p->colmu, NULL);
 	for (i = 0; i < cs->n_segs; i++)
 		n += cs->segs[i]->n;
 	p->n_ukey = cs->strings->n ? cs->strings->n : 1;
@@ -533,7 +554,10 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) ||
 	    !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
 	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) ||
-	    !(p->ukey = malloc(p->n_ukey * sizeof *p->ukey)))
+	    !(p->ukey = malloc(p->n_ukey * sizeof *p->ukey)) ||
+	    !(p->name_of = malloc(p->n_ukey * sizeof *p->name_of)) ||
+	    !(p->nt = malloc((n ? n : 1) * sizeof *p->nt)) ||
+	    !(p->npos = malloc((n ? n : 1) * sizeof *p->npos)))
 		goto nomem;
 	for (i = 0; i < cs->n_segs; i++) {
 		p->segs[i] = cs->segs[i];
@@ -542,7 +566,7 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	}
 	/* user keys in order of first appearance */
 	for (i = 0; i < p->n_ukey; i++)
-		p->ukey[i] = CS_NO_USER;
+		p->ukey[i] = p->name_of[i] = CS_NO_USER;
 	empty_id = cs_strings_find(cs->strings, "", 0);
 	for (i = 0; i < p->n_segs; i++) {
 		const struct cs_seg *g = p->segs[i];
@@ -552,8 +576,30 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 
 			if (d != empty_id && p->ukey[d] == CS_NO_USER)
 				p->ukey[d] = nu++;
+			if (p->name_of[g->ev[k]] == CS_NO_USER)
+				p->name_of[g->ev[k]] = nn++;
 		}
 	}
+	if (!(p->name_sid = malloc((nn ? nn : 1) * sizeof *p->name_sid)) ||
+	    !(p->nstart = calloc((size_t)nn + 1, sizeof *p->nstart)) ||
+	    !(ncnt = calloc((size_t)nn + 1, sizeof *ncnt)))
+		goto nomem;
+	for (i = 0; i < p->n_segs; i++) {
+		const struct cs_seg *g = p->segs[i];
+
+		for (k = 0; k < g->n; k++) {
+			uint32_t x = p->name_of[g->ev[k]];
+
+			p->name_sid[x] = g->ev[k];
+			ncnt[x]++;
+		}
+	}
+	for (pos = 0, i = 0; i < nn; i++) {
+		p->nstart[i] = (uint32_t)pos;
+		pos += ncnt[i];
+		ncnt[i] = p->nstart[i];
+	}
+	p->nstart[nn] = (uint32_t)pos;
 	if (!(p->ustart = calloc((size_t)nu + 2, sizeof *p->ustart)) ||
 	    !(cnt = calloc((size_t)nu + 1, sizeof *cnt)))
 		goto nomem;
@@ -585,9 +631,21 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 			p->did[at] = g->did[k];
 			p->user[at] = u;
 			p->rec[at] = (const unsigned char *)g->arena.data + g->off[k];
+			{
+				size_t x = ncnt[p->name_of[g->ev[k]]]++;
+
+				p->nt[x] = g->t[k];
+				p->npos[x] = (uint32_t)at;
+			}
 		}
 	}
 	free(cnt);
+	free(ncnt);
+	v->n_names = nn;
+	v->name_sid = p->name_sid;
+	v->nstart = p->nstart;
+	v->nt = p->nt;
+	v->npos = p->npos;
 	v->n = n;
 	v->t = p->t;
 	v->ev = p->ev;
@@ -602,6 +660,7 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	return MP_OK;
 nomem:
 	free(cnt);
+	free(ncnt);
 	cs_view_free(v);
 	return MP_E_NOMEM;
 }
@@ -712,6 +771,107 @@ const unsigned char *cs_props(const struct cs_view *v, size_t i, size_t *len)
 
 	*len = (size_t)n;
 	return q;
+}
+
+uint32_t cs_name_index(const struct cs_view *v, uint32_t sid)
+{
+	const struct cs_view_priv *p = v->priv;
+
+	return sid < p->n_ukey ? p->name_of[sid] : CS_NO_USER;
+}
+
+size_t cs_lower_bound(const int64_t *t, size_t a, size_t b, int64_t x)
+{
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (t[mid] < x)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a;
+}
+
+static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key)
+{
+	struct cs_column *c = calloc(1, sizeof *c);
+	uint32_t *code = malloc((v->n ? v->n : 1) * sizeof *code);
+	double *num = NULL;
+	size_t i;
+
+	if (!c || !code)
+		goto nomem;
+	c->key = key;
+	for (i = 0; i < v->n; i++) {
+		size_t pn;
+		const unsigned char *p = cs_props(v, i, &pn), *val, *end;
+		uint64_t x;
+
+		code[i] = CS_V_UNDEF;
+		if (pc_find(p, pn, key, &val, &end) != 1)
+			continue;
+		switch (*val) {
+		case PC_NULL: code[i] = CS_V_NULL; break;
+		case PC_FALSE: code[i] = CS_V_FALSE; break;
+		case PC_TRUE: code[i] = CS_V_TRUE; break;
+		case PC_DICTSTR:
+			code[i] = pc_varint(val + 1, end, &x) && x < v->n_strings ? CS_V_STR + (uint32_t)x : CS_V_OTHER;
+			break;
+		case PC_INT: case PC_DOUBLE: {
+			struct expr_value ev;
+
+			if (!num && !(num = calloc(v->n ? v->n : 1, sizeof *num)))
+				goto nomem;
+			if (pc_expr_value(val, end, NULL, NULL, &ev, NULL, 0) == 0 && ev.type == EXPR_NUMBER) {
+				code[i] = CS_V_NUMBER;
+				num[i] = ev.u.n;
+			} else {
+				code[i] = CS_V_OTHER;
+			}
+			break;
+		}
+		default:
+			code[i] = CS_V_OTHER;
+		}
+	}
+	c->code = code;
+	c->num = num;
+	return c;
+nomem:
+	free(c);
+	free(code);
+	free(num);
+	return NULL;
+}
+
+const struct cs_column *cs_column(const struct cs_view *v, uint32_t key)
+{
+	struct cs_view_priv *p = v->priv;
+	struct cs_column *c = NULL;
+	size_t i;
+
+	/* built under the view's lock: concurrent queries on one column wait
+	 * for one build instead of each building it */
+	pthread_mutex_lock(&p->colmu);
+	for (i = 0; i < p->n_cols; i++)
+		if (p->cols[i]->key == key) {
+			c = p->cols[i];
+			break;
+		}
+	if (!c && (c = cs_column_build(v, key))) {
+		if (p->n_cols < CS_MAX_COLUMNS) {
+			p->cols[p->n_cols++] = c;
+		} else {
+			/* no eviction while views are shared: a query may hold the old one */
+			free((void *)c->code);
+			free((void *)c->num);
+			free(c);
+			c = NULL;
+		}
+	}
+	pthread_mutex_unlock(&p->colmu);
+	return c;
 }
 
 /* ---------- expression evaluation ---------- */

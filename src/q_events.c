@@ -70,16 +70,27 @@ int q_events_names(struct qctx *q)
 	if (q_int(q, "limit", 255, 1, 100000, &limit))
 		return q->status;
 	ev_last31(q, &from, &to);
-	if (ev_count_names(q, from, to, &s)) {
-		qsegs_free(&s);
-		return q->status;
+	/* counts straight from the by-name index: two binary searches a name */
+	qsegs_init(&s, 1);
+	for (i = 0; i < q->v->n_names; i++) {
+		size_t a = cs_lower_bound(q->v->nt, q->v->nstart[i], q->v->nstart[i + 1], from);
+		size_t z = cs_lower_bound(q->v->nt, a, q->v->nstart[i + 1], to), k, nl;
+		const char *nm = cs_string(q->v, q->v->name_sid[i], &nl);
+
+		if (z == a)
+			continue;
+		if ((k = qsegs_get(&s, nm, nl)) == SIZE_MAX) {
+			qsegs_free(&s);
+			return q_oom(q);
+		}
+		s.val[k] = (double)(z - a);
 	}
 	if (!(total = malloc((s.n ? s.n : 1) * sizeof *total))) {
 		qsegs_free(&s);
 		return q_oom(q);
 	}
 	for (i = 0; i < s.n; i++)
-		total[i] = s.val[2 * i];
+		total[i] = s.val[i];
 	if (!(order = qsegs_top(&s, total, (size_t)limit, &n)))
 		rc = q_oom(q);
 	else
@@ -247,21 +258,11 @@ out:
 	return rc;
 }
 
-struct ev_val_ctx {
-	struct qctx *q;
-	struct qsegs *s;
-};
-
-static int ev_count_value(void *ctx, const char *key, size_t n)
+static int ev_count_value(void *ctx, size_t k)
 {
-	struct ev_val_ctx *c = ctx;
-	size_t k = qsegs_get(c->s, key, n);
+	struct qsegs *s = ctx;
 
-	if (k == SIZE_MAX) {
-		q_oom(c->q);
-		return -1;
-	}
-	c->s->val[k] += 1;
+	s->val[k] += 1;
 	return 0;
 }
 
@@ -271,8 +272,8 @@ int q_events_properties_values(struct qctx *q)
 	const struct cs_view *v = q->v;
 	struct qsegs s;
 	struct expr *on = NULL;
+	struct qx onx;
 	struct cs_eval ce;
-	struct ev_val_ctx vc = { q, &s };
 	int64_t from, to;
 	double *total = NULL;
 	size_t *order = NULL, n, i;
@@ -286,8 +287,9 @@ int q_events_properties_values(struct qctx *q)
 		return q->status;
 	if (q_property_expr(q, name, &on))
 		return q->status;
+	q_qx_init(q, &onx, on);
 	if (event && !(eid = cs_string_id(v, event, strlen(event)))) {
-		expr_free(on);
+		q_qx_free(&onx);
 		return buf_append(q->out, "[]", 2) == MP_OK ? 200 : q_oom(q);
 	}
 	ev_last31(q, &from, &to);
@@ -297,7 +299,7 @@ int q_events_properties_values(struct qctx *q)
 		if ((eid && v->ev[i] != eid) || v->t[i] < from || v->t[i] >= to)
 			continue;
 		ce.i = i;
-		if (q_on_keys(q, on, &ce, ev_count_value, &vc)) {
+		if (q_qx_on(q, &onx, &ce, &s, ev_count_value, &s)) {
 			rc = q->status;
 			goto out;
 		}
@@ -311,6 +313,6 @@ out:
 	free(total);
 	free(order);
 	qsegs_free(&s);
-	expr_free(on);
+	q_qx_free(&onx);
 	return rc;
 }

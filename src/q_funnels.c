@@ -23,6 +23,7 @@ struct fn_step {
 	uint32_t eid;
 	char *where_src;
 	struct expr *where;
+	struct qx wx;              /* `where` over the projection (funnels) */
 };
 
 struct funnel {
@@ -40,7 +41,10 @@ static void fn_free(struct funnel *f)
 	for (i = 0; i < f->n; i++) {
 		free(f->step[i].event);
 		free(f->step[i].where_src);
-		expr_free(f->step[i].where);
+		if (f->step[i].wx.e)
+			q_qx_free(&f->step[i].wx); /* owns where */
+		else
+			expr_free(f->step[i].where);
 	}
 	f->n = 0;
 }
@@ -243,7 +247,7 @@ struct fn_acc {
 struct fn_run {
 	struct qctx *q;
 	struct funnel *f;
-	struct expr *where, *on;
+	struct qx where, on;
 	struct qbuckets b;
 	int64_t from, to;
 	struct qsegs segs;         /* `on` values -> index into acc (after $overall) */
@@ -297,13 +301,10 @@ static void fn_record(struct fn_run *r, struct fn_acc *a)
 	}
 }
 
-static int fn_record_seg(void *ctx, const char *key, size_t n)
+static int fn_record_seg(void *ctx, size_t k)
 {
 	struct fn_run *r = ctx;
-	size_t k = qsegs_get(&r->segs, key, n);
 
-	if (k == SIZE_MAX)
-		return q_oom(r->q), -1;
 	while (r->n_acc < k + 2)
 		if (fn_acc_new(r))
 			return -1;
@@ -320,22 +321,20 @@ static int fn_mask(struct fn_run *r, struct cs_eval *ce, size_t i, uint32_t *out
 	int base = -1;
 
 	for (k = 0; k < r->f->n; k++) {
-		const struct fn_step *s = &r->f->step[k];
+		struct fn_step *s = &r->f->step[k];
 		int w;
 
 		if (v->ev[i] != s->eid)
 			continue;
 		ce->i = i;
-		if (base < 0 && (base = q_where(r->q, r->where, ce)) < 0)
+		if (base < 0 && (base = q_qx_where(r->q, &r->where, ce)) < 0)
 			return -1;
 		if (!base)
 			break;
-		if (s->where) {
-			if ((w = q_where(r->q, s->where, ce)) < 0)
-				return -1;
-			if (!w)
-				continue;
-		}
+		if ((w = q_qx_where(r->q, &s->wx, ce)) < 0)
+			return -1;
+		if (!w)
+			continue;
 		m |= 1u << k;
 	}
 	*out = m;
@@ -424,9 +423,9 @@ static int fn_scan(struct fn_run *r)
 			r->bucket = bk;
 			fn_follow(r, t, r->mask, n, j);
 			fn_record(r, &r->acc[0]);
-			if (r->on) {
+			if (r->on.e) {
 				ce.i = a + j;
-				if (q_on_keys(r->q, r->on, &ce, fn_record_seg, r))
+				if (q_qx_on(r->q, &r->on, &ce, &r->segs, fn_record_seg, r))
 					rc = r->q->status ? r->q->status : 503;
 			}
 		}
@@ -489,7 +488,7 @@ static int fn_answer(struct fn_run *r, long limit)
 	double *total = NULL;
 	int rc = 0;
 
-	if (r->on) {
+	if (r->on.e) {
 		if (!(total = calloc(r->segs.n ? r->segs.n : 1, sizeof *total)))
 			return q_oom(r->q);
 		for (i = 0; i < r->segs.n; i++)
@@ -509,7 +508,7 @@ static int fn_answer(struct fn_run *r, long limit)
 			rc = q_oom(r->q);
 			break;
 		}
-		if (!r->on) {
+		if (!r->on.e) {
 			if (buf_append(o, ":{\"steps\":", 10) != MP_OK || fn_json_steps(r, &r->acc[0], j) ||
 			    fn_json_analysis(r, &r->acc[0], j) || buf_putc(o, '}') != MP_OK)
 				rc = q_oom(r->q);
@@ -594,10 +593,12 @@ int q_funnels(struct qctx *q)
 			goto out;
 		}
 	}
-	for (i = 0; i < f.n; i++)
+	for (i = 0; i < f.n; i++) {
 		f.step[i].eid = cs_string_id(q->v, f.step[i].event, strlen(f.step[i].event));
+		q_qx_init(q, &f.step[i].wx, f.step[i].where);
+	}
 	if (q_dates(q, &r.from, &r.to) || q_int(q, "limit", 255, 1, 10000, &limit) ||
-	    q_expr(q, "where", &r.where) || q_expr(q, "on", &r.on)) {
+	    q_qx_param(q, "where", &r.where) || q_qx_param(q, "on", &r.on)) {
 		rc = q->status;
 		goto out;
 	}
@@ -629,8 +630,8 @@ out:
 	free(r.mask);
 	qsegs_free(&r.segs);
 	qb_free(&r.b);
-	expr_free(r.where);
-	expr_free(r.on);
+	q_qx_free(&r.where);
+	q_qx_free(&r.on);
 	fn_free(&f);
 	cJSON_Delete(def);
 	cJSON_Delete(steps);

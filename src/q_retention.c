@@ -27,7 +27,7 @@ struct rt_run {
 	int compounded;
 	uint32_t born_eid, ret_eid; /* ret_eid 0 with any_ret: every event returns */
 	int any_ret;
-	struct expr *born_where, *where, *on;
+	struct qx born_where, where, on;
 	int64_t from, to, len_ms;
 	struct qsegs segs;
 	struct rt_acc *acc;        /* [0] overall, [1 + k] segment k */
@@ -67,13 +67,10 @@ static void rt_add(struct rt_run *r, struct rt_acc *a)
 		a->counts[r->cohort * r->nret + i] += r->hit[i];
 }
 
-static int rt_add_seg(void *ctx, const char *key, size_t n)
+static int rt_add_seg(void *ctx, size_t k)
 {
 	struct rt_run *r = ctx;
-	size_t k = qsegs_get(&r->segs, key, n);
 
-	if (k == SIZE_MAX)
-		return q_oom(r->q), -1;
 	while (r->n_acc < k + 2)
 		if (rt_acc_new(r))
 			return -1;
@@ -87,7 +84,7 @@ static int rt_returns(struct rt_run *r, struct cs_eval *ce, size_t i)
 	if (!r->any_ret && r->q->v->ev[i] != r->ret_eid)
 		return 0;
 	ce->i = i;
-	return q_where(r->q, r->where, ce);
+	return q_qx_where(r->q, &r->where, ce);
 }
 
 /* Mark the retention buckets of the user's returning events after birth
@@ -123,10 +120,10 @@ static int rt_mark(struct rt_run *r, struct cs_eval *ce, size_t a, size_t z, int
 static int rt_record(struct rt_run *r, struct cs_eval *ce, size_t birth_i)
 {
 	rt_add(r, &r->acc[0]);
-	if (!r->on)
+	if (!r->on.e)
 		return 0;
 	ce->i = birth_i;
-	return q_on_keys(r->q, r->on, ce, rt_add_seg, r) ? -1 : 0;
+	return q_qx_on(r->q, &r->on, ce, &r->segs, rt_add_seg, r) ? -1 : 0;
 }
 
 static int rt_scan(struct rt_run *r)
@@ -147,7 +144,7 @@ static int rt_scan(struct rt_run *r)
 				if (v->ev[i] != r->born_eid)
 					continue;
 				ce.i = i;
-				if ((ok = q_where(r->q, r->born_where, &ce)) < 0)
+				if ((ok = q_qx_where(r->q, &r->born_where, &ce)) < 0)
 					return r->q->status;
 				if (ok)
 					break;
@@ -233,7 +230,8 @@ int q_retention(struct qctx *q)
 	    q_int(q, "interval", 1, 1, unit == TZ_DAY ? 90 : 1000, &interval) ||
 	    q_int(q, "interval_count", 1, 0, RT_MAX_BUCKETS, &count) || q_bool(q, "unbounded_retention", 0, &r.unbounded) ||
 	    q_int(q, "limit", 255, 1, 10000, &limit) ||
-	    q_expr(q, "born_where", &r.born_where) || q_expr(q, "where", &r.where) || q_expr(q, "on", &r.on) ||
+	    q_qx_param(q, "born_where", &r.born_where) || q_qx_param(q, "where", &r.where) ||
+	    q_qx_param(q, "on", &r.on) ||
 	    q_buckets_unit(q, r.from, r.to, unit, &r.b)) {
 		rc = q->status;
 		goto out;
@@ -260,7 +258,7 @@ int q_retention(struct qctx *q)
 		rc = q->status ? q->status : 503;
 		goto out;
 	}
-	if (!r.on) {
+	if (!r.on.e) {
 		rc = rt_json_cohorts(&r, &r.acc[0]) ? q->status : 200;
 		goto out;
 	}
@@ -300,9 +298,9 @@ out:
 	free(total);
 	qsegs_free(&r.segs);
 	qb_free(&r.b);
-	expr_free(r.born_where);
-	expr_free(r.where);
-	expr_free(r.on);
+	q_qx_free(&r.born_where);
+	q_qx_free(&r.where);
+	q_qx_free(&r.on);
 	return rc;
 }
 
@@ -331,7 +329,7 @@ int q_retention_addiction(struct qctx *q)
 	const struct cs_view *v = q->v;
 	const char *ev = q_param(q, "event");
 	struct qbuckets b = { 0 };
-	struct expr *where = NULL;
+	struct qx where;
 	struct cs_eval ce;
 	enum tz_unit unit, sub;
 	int64_t from, to;
@@ -340,6 +338,7 @@ int q_retention_addiction(struct qctx *q)
 	size_t *len = NULL, c, k;
 	int rc;
 
+	memset(&where, 0, sizeof where);
 	if (!q_param(q, "unit"))
 		return q_fail(q, 400, "'unit' is a required parameter (day, week or month)");
 	if (!q_param(q, "addiction_unit"))
@@ -347,7 +346,7 @@ int q_retention_addiction(struct qctx *q)
 	if (q_dates(q, &from, &to) ||
 	    q_unit(q, "unit", TZ_DAY, (1u << TZ_DAY) | (1u << TZ_WEEK) | (1u << TZ_MONTH), &unit) ||
 	    q_unit(q, "addiction_unit", TZ_HOUR, (1u << TZ_HOUR) | (1u << TZ_DAY), &sub) ||
-	    q_expr(q, "where", &where) || q_buckets_unit(q, from, to, unit, &b)) {
+	    q_qx_param(q, "where", &where) || q_buckets_unit(q, from, to, unit, &b)) {
 		rc = q->status;
 		goto out;
 	}
@@ -383,7 +382,7 @@ int q_retention_addiction(struct qctx *q)
 				if ((bk = qb_find(&b, v->t[i])) == SIZE_MAX)
 					continue;
 				ce.i = i;
-				if ((ok = q_where(q, where, &ce)) < 0) {
+				if ((ok = q_qx_where(q, &where, &ce)) < 0) {
 					rc = q->status;
 					goto out;
 				}
@@ -436,6 +435,6 @@ out:
 	free(rows);
 	free(len);
 	qb_free(&b);
-	expr_free(where);
+	q_qx_free(&where);
 	return rc;
 }

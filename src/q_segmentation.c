@@ -25,29 +25,22 @@ struct seg_spec {
 	size_t n_eids;
 	int64_t from, to;
 	const struct qbuckets *b;
-	struct expr *where, *on;   /* may be NULL */
-	int key_by_event;          /* no `on`: segment = event name */
+	struct qx *where, *on;     /* on->e NULL: segment = event name */
+	int need_unique;           /* count users too (unique, average) */
 };
 
 struct seg_hit {
-	struct qctx *q;
 	struct qsegs *segs;
 	size_t bucket;
 	uint32_t user;             /* CS_NO_USER: not counted as a user */
-	int failed;
 };
 
-static int seg_count(void *ctx, const char *key, size_t n)
+static int seg_count(void *ctx, size_t k)
 {
 	struct seg_hit *h = ctx;
 	struct qsegs *s = h->segs;
-	size_t k = qsegs_get(s, key, n), nb;
+	size_t nb = s->width / 2;
 
-	if (k == SIZE_MAX) {
-		q_oom(h->q);
-		return -1;
-	}
-	nb = s->width / 2;
 	s->val[k * s->width + h->bucket] += 1;
 	if (h->user != CS_NO_USER && s->last[k * s->width + nb + h->bucket] != h->user + 1) {
 		s->last[k * s->width + nb + h->bucket] = h->user + 1;
@@ -56,50 +49,72 @@ static int seg_count(void *ctx, const char *key, size_t n)
 	return 0;
 }
 
-/* Scan: S gets width 2 * buckets (general counts, then unique counts). */
+/* Count event I (in bucket H->bucket): where, then its segments. */
+static int seg_one(struct qctx *q, const struct seg_spec *sp, struct cs_eval *ce, struct seg_hit *h,
+		   size_t i, size_t *by_name)
+{
+	int r;
+
+	ce->i = i;
+	if ((r = q_qx_where(q, sp->where, ce)) <= 0)
+		return r;
+	h->user = q->v->user[i];
+	if (sp->on->e)
+		return q_qx_on(q, sp->on, ce, h->segs, seg_count, h);
+	if (*by_name == SIZE_MAX) {
+		size_t nm;
+		const char *name = cs_string(q->v, q->v->ev[i], &nm);
+
+		if ((*by_name = qsegs_get(h->segs, name, nm)) == SIZE_MAX)
+			return q_oom(q), -1;
+	}
+	return seg_count(h, *by_name);
+}
+
+/* Scan: S gets width 2 * buckets (general counts, then unique counts).
+ * Totals read only the wanted names' events, in time order (the by-name
+ * index); unique counts walk users in order so "already counted in this
+ * cell" is a comparison with the cell's last user. */
 static int seg_scan(struct qctx *q, const struct seg_spec *sp, struct qsegs *s)
 {
 	const struct cs_view *v = q->v;
 	struct cs_eval ce;
-	struct seg_hit h = { q, s, 0, 0, 0 };
-	size_t i, k;
-	uint32_t e0 = sp->n_eids == 1 ? sp->eids[0] : 0;
+	struct seg_hit h = { s, 0, CS_NO_USER };
+	size_t i, k, by_name;
 
 	qsegs_init(s, 2 * sp->b->n);
 	cs_eval_init(&ce, v);
-	for (i = 0; i < v->n; i++) {
-		uint32_t e = v->ev[i];
-		int64_t t = v->t[i];
-		size_t nm;
-		const char *name;
+	if (!sp->need_unique) {
+		for (k = 0; k < sp->n_eids; k++) {
+			uint32_t x = cs_name_index(v, sp->eids[k]);
+			size_t a, z, bk = 0;
 
-		if (sp->n_eids == 1) {
-			if (e != e0)
+			if (!sp->eids[k] || x == CS_NO_USER)
 				continue;
-		} else {
-			for (k = 0; k < sp->n_eids && sp->eids[k] != e; k++)
-				;
-			if (k == sp->n_eids)
-				continue;
-		}
-		if (t < sp->from || t >= sp->to || (h.bucket = qb_find(sp->b, t)) == SIZE_MAX)
-			continue;
-		ce.i = i;
-		if (sp->where) {
-			int r = q_where(q, sp->where, &ce);
+			by_name = SIZE_MAX;
+			a = cs_lower_bound(v->nt, v->nstart[x], v->nstart[x + 1], sp->from);
+			z = cs_lower_bound(v->nt, a, v->nstart[x + 1], sp->to);
+			for (i = a; i < z; i++) {
+				int64_t t = v->nt[i];
 
-			if (r < 0)
-				return 1;
-			if (!r)
-				continue;
+				while (bk < sp->b->n && t >= sp->b->start[bk + 1])
+					bk++;
+				if (bk == sp->b->n || t < sp->b->start[bk])
+					continue;
+				h.bucket = bk;
+				if (seg_one(q, sp, &ce, &h, v->npos[i], &by_name) < 0)
+					return 1;
+			}
 		}
-		h.user = v->user[i];
-		if (sp->on) {
-			if (q_on_keys(q, sp->on, &ce, seg_count, &h))
-				return 1;
-		} else {
-			name = cs_string(v, e, &nm);
-			if (seg_count(&h, name, nm))
+		return 0;
+	}
+	for (k = 0; k < sp->n_eids; k++) {
+		by_name = SIZE_MAX;
+		for (i = 0; sp->eids[k] && i < v->n; i++) {
+			if (v->ev[i] != sp->eids[k] || v->t[i] < sp->from || v->t[i] >= sp->to ||
+			    (h.bucket = qb_find(sp->b, v->t[i])) == SIZE_MAX)
+				continue;
+			if (seg_one(q, sp, &ce, &h, i, &by_name) < 0)
 				return 1;
 		}
 	}
@@ -226,20 +241,23 @@ static uint32_t seg_event_id(struct qctx *q, const char *name)
 }
 
 /* segmentation and events/properties share everything but the `on`. */
+/* ON (taken over; may be NULL) segments the counts. */
 static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_limit, cJSON *only)
 {
 	struct qbuckets b = { 0 };
 	struct qsegs s;
 	struct seg_spec sp;
-	struct expr *where = NULL;
+	struct qx where, onx;
 	enum seg_type type;
 	long limit;
 	uint32_t eid;
-	int rc;
+	int rc, has_on = on != NULL;
 
 	memset(&s, 0, sizeof s);
+	memset(&where, 0, sizeof where);
+	q_qx_init(q, &onx, on);
 	if (seg_type_param(q, 0, &type) || q_int(q, "limit", def_limit, 1, 10000, &limit) ||
-	    seg_range(q, &sp.from, &sp.to, &b, UNITS_ALL) || q_expr(q, "where", &where)) {
+	    seg_range(q, &sp.from, &sp.to, &b, UNITS_ALL) || q_qx_param(q, "where", &where)) {
 		rc = q->status;
 		goto out;
 	}
@@ -247,18 +265,19 @@ static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_
 	sp.eids = &eid;
 	sp.n_eids = 1;
 	sp.b = &b;
-	sp.where = where;
-	sp.on = on;
-	sp.key_by_event = !on;
+	sp.where = &where;
+	sp.on = &onx;
+	sp.need_unique = type != SEG_GENERAL;
 	if (seg_scan(q, &sp, &s)) {
 		rc = q->status;
 		goto out;
 	}
-	rc = seg_answer(q, &s, &b, type, on ? (size_t)limit : 1, on ? NULL : &event, on ? 0 : 1, only);
+	rc = seg_answer(q, &s, &b, type, has_on ? (size_t)limit : 1, has_on ? NULL : &event, has_on ? 0 : 1, only);
 out:
 	qsegs_free(&s);
 	qb_free(&b);
-	expr_free(where);
+	q_qx_free(&where);
+	q_qx_free(&onx);
 	return rc;
 }
 
@@ -266,15 +285,12 @@ int q_segmentation(struct qctx *q)
 {
 	const char *event = q_param(q, "event");
 	struct expr *on = NULL;
-	int rc;
 
 	if (!event)
 		return q_fail(q, 400, "'event' is a required parameter");
 	if (q_expr(q, "on", &on))
 		return q->status;
-	rc = seg_run(q, event, on, 60, NULL);
-	expr_free(on);
-	return rc;
+	return seg_run(q, event, on, 60, NULL);
 }
 
 int q_events_properties(struct qctx *q)
@@ -295,7 +311,6 @@ int q_events_properties(struct qctx *q)
 		return q->status;
 	}
 	rc = seg_run(q, event, on, 255, only);
-	expr_free(on);
 	cJSON_Delete(only);
 	return rc;
 }
@@ -323,11 +338,13 @@ int q_events(struct qctx *q)
 	struct qbuckets b = { 0 };
 	struct qsegs s;
 	struct seg_spec sp;
+	struct qx none;
 	enum seg_type type;
 	enum tz_unit unit;
 	int rc;
 
 	memset(&s, 0, sizeof s);
+	memset(&none, 0, sizeof none);
 	if (!ev)
 		return q_fail(q, 400, "'event' is a required parameter (a JSON array of event names)");
 	if (!cJSON_IsArray(arr = cJSON_Parse(ev))) {
@@ -382,9 +399,9 @@ int q_events(struct qctx *q)
 	sp.eids = eids;
 	sp.n_eids = n;
 	sp.b = &b;
-	sp.where = NULL;
-	sp.on = NULL;
-	sp.key_by_event = 1;
+	sp.where = &none;
+	sp.on = &none;
+	sp.need_unique = type != SEG_GENERAL;
 	if (seg_scan(q, &sp, &s)) {
 		rc = q->status;
 		goto out;
@@ -589,8 +606,9 @@ int q_segmentation_numeric(struct qctx *q)
 	base = floor(lo / w) * w;
 	qsegs_init(&s, 2 * b.n);
 	for (k = 0; k < n_hits; k++) {
-		struct seg_hit h = { q, &s, 0, 0, 0 };
+		struct seg_hit h = { &s, 0, CS_NO_USER };
 		char a[48], z[48], key[100];
+		size_t seg;
 		double start = base + floor((hits[k].v - base) / w) * w;
 
 		if ((h.bucket = qb_find(&b, q->v->t[hits[k].i])) == SIZE_MAX)
@@ -599,10 +617,11 @@ int q_segmentation_numeric(struct qctx *q)
 		num_label(start, a, sizeof a);
 		num_label(start + w, z, sizeof z);
 		snprintf(key, sizeof key, "%s - %s", a, z);
-		if (seg_count(&h, key, strlen(key))) {
-			rc = q->status;
+		if ((seg = qsegs_get(&s, key, strlen(key))) == SIZE_MAX) {
+			rc = q_oom(q);
 			goto out;
 		}
+		seg_count(&h, seg);
 	}
 	rc = seg_answer(q, &s, &b, type, 10000, NULL, 0, NULL);
 out:

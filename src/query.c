@@ -524,18 +524,24 @@ size_t qsegs_get(struct qsegs *s, const char *key, size_t n)
 	return s->n++;
 }
 
-static int q_value_key(struct qctx *q, const struct expr_value *v, char *tmp, size_t tmpn,
-		       int (*cb)(void *ctx, const char *key, size_t n), void *ctx)
+/* The segment of scalar value V (not a list), or SIZE_MAX when undefined;
+ * SIZE_MAX - 1 on out of memory. */
+static size_t q_value_seg(const struct expr_value *v, struct qsegs *s)
 {
-	size_t n;
+	char tmp[512];
+	size_t n, k;
 
-	if (v->type == EXPR_STRING)
-		return cb(ctx, v->u.str.s, v->u.str.len);
-	n = expr_value_key(v, tmp, tmpn);
-	if (n >= tmpn)
-		n = tmpn - 1;
-	(void)q;
-	return cb(ctx, tmp, n);
+	if (v->type == EXPR_UNDEFINED)
+		return SIZE_MAX;
+	if (v->type == EXPR_STRING) {
+		k = qsegs_get(s, v->u.str.s, v->u.str.len);
+	} else {
+		n = expr_value_key(v, tmp, sizeof tmp);
+		if (n >= sizeof tmp)
+			n = sizeof tmp - 1;
+		k = qsegs_get(s, tmp, n);
+	}
+	return k == SIZE_MAX ? SIZE_MAX - 1 : k;
 }
 
 static int q_same_value(const struct expr_value *a, const struct expr_value *b)
@@ -552,33 +558,141 @@ static int q_same_value(const struct expr_value *a, const struct expr_value *b)
 	}
 }
 
-int q_on_keys(struct qctx *q, struct expr *on, struct cs_eval *ce,
-	      int (*cb)(void *ctx, const char *key, size_t n), void *ctx)
+/* The slow path of q_qx_on: evaluate the expression on the record. */
+static int q_on_eval(struct qctx *q, struct expr *on, struct cs_eval *ce, struct qsegs *s,
+		     int (*cb)(void *ctx, size_t seg), void *ctx, size_t *single)
 {
 	struct expr_value v;
-	char tmp[512];
-	size_t i, j;
+	size_t i, j, k;
 	enum mp_err rc = expr_eval(on, cs_eval_lookup, ce, &v);
 
+	*single = SIZE_MAX;
 	if (rc != MP_OK) {
 		q_fail(q, rc == MP_E_INVALID ? 400 : 503, "cannot evaluate 'on': %s",
 		       rc == MP_E_INVALID ? expr_error(on) : mp_strerror(rc));
 		return -1;
 	}
-	if (v.type == EXPR_UNDEFINED)
-		return 0;
-	if (v.type != EXPR_LIST)
-		return q_value_key(q, &v, tmp, sizeof tmp, cb, ctx);
+	if (v.type != EXPR_LIST) {
+		if ((k = q_value_seg(&v, s)) == SIZE_MAX - 1)
+			return q_oom(q), -1;
+		*single = k;
+		return k == SIZE_MAX ? 0 : cb(ctx, k);
+	}
+	*single = SIZE_MAX - 1; /* a list: not memoizable */
 	for (i = 0; i < v.u.list.n; i++) {
 		const struct expr_value *it = &v.u.list.items[i];
 
-		if (it->type == EXPR_UNDEFINED)
-			continue;
 		for (j = 0; j < i && !q_same_value(&v.u.list.items[j], it); j++)
 			;
-		if (j == i && q_value_key(q, it, tmp, sizeof tmp, cb, ctx))
+		if (j < i)
+			continue;
+		if ((k = q_value_seg(it, s)) == SIZE_MAX - 1)
+			return q_oom(q), -1;
+		if (k != SIZE_MAX && cb(ctx, k))
 			return -1;
 	}
+	return 0;
+}
+
+struct q_refs {
+	size_t n;
+	enum expr_scope scope;
+	const char *name;
+	size_t len;
+};
+
+static void q_count_ref(void *ctx, enum expr_scope scope, const char *name, size_t len)
+{
+	struct q_refs *r = ctx;
+
+	r->n++;
+	r->scope = scope;
+	r->name = name;
+	r->len = len;
+}
+
+int q_qx_init(struct qctx *q, struct qx *x, struct expr *e)
+{
+	struct q_refs refs = { 0, EXPR_SCOPE_PROPERTIES, NULL, 0 };
+	uint32_t key;
+
+	memset(x, 0, sizeof *x);
+	x->e = e;
+	if (!e)
+		return 0;
+	expr_refs(e, q_count_ref, &refs);
+	if (refs.n != 1 || refs.scope != EXPR_SCOPE_PROPERTIES ||
+	    (refs.len == 4 && !memcmp(refs.name, "time", 4)) ||
+	    (refs.len == 11 && !memcmp(refs.name, "distinct_id", 11)))
+		return 0;
+	if (!(key = cs_string_id(q->v, refs.name, refs.len)))
+		return 0; /* no event has it: every event sees undefined, evaluate normally */
+	x->col = cs_column(q->v, key);
+	x->memo_n = (size_t)q->v->n_strings + CS_V_STR;
+	return 0;
+}
+
+int q_qx_param(struct qctx *q, const char *name, struct qx *x)
+{
+	struct expr *e;
+
+	memset(x, 0, sizeof *x);
+	if (q_expr(q, name, &e))
+		return q->status;
+	return q_qx_init(q, x, e);
+}
+
+void q_qx_free(struct qx *x)
+{
+	expr_free(x->e);
+	free(x->memo);
+	memset(x, 0, sizeof *x);
+}
+
+/* The memo slot for event ce->i, or NULL when the fast path does not apply. */
+static int32_t *q_qx_slot(struct qx *x, struct cs_eval *ce)
+{
+	uint32_t code;
+
+	if (!x->col)
+		return NULL;
+	code = x->col->code[ce->i];
+	if (code == CS_V_NUMBER || code == CS_V_OTHER || code >= x->memo_n)
+		return NULL;
+	if (!x->memo && !(x->memo = calloc(x->memo_n, sizeof *x->memo))) {
+		x->col = NULL;
+		return NULL;
+	}
+	return &x->memo[code];
+}
+
+int q_qx_where(struct qctx *q, struct qx *x, struct cs_eval *ce)
+{
+	int32_t *m;
+	int r;
+
+	if (!x->e)
+		return 1;
+	if ((m = q_qx_slot(x, ce)) && *m)
+		return *m - 1;
+	r = q_where(q, x->e, ce);
+	if (m && r >= 0)
+		*m = r + 1;
+	return r;
+}
+
+int q_qx_on(struct qctx *q, struct qx *x, struct cs_eval *ce, struct qsegs *s,
+	    int (*cb)(void *ctx, size_t seg), void *ctx)
+{
+	int32_t *m = q_qx_slot(x, ce);
+	size_t single;
+
+	if (m && *m)
+		return *m == 1 ? 0 : cb(ctx, (size_t)(*m - 2));
+	if (q_on_eval(q, x->e, ce, s, cb, ctx, &single))
+		return -1;
+	if (m && single != SIZE_MAX - 1 && (single == SIZE_MAX || single < INT32_MAX - 2))
+		*m = single == SIZE_MAX ? 1 : (int32_t)single + 2;
 	return 0;
 }
 
