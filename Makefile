@@ -4,14 +4,15 @@
 #   make deps       install missing Debian -dev packages (as root) and test tools
 #   make run        build and start the server with config.example.ini
 #   make test       unit tests, fuzzers (briefly), e2e tests; then again under ASan+UBSan
-#   make bench      ingestion benchmark (see docs/PERFORMANCE.md)
+#   make bench      ingestion benchmark, then query benchmark (see docs/PERFORMANCE.md)
+#   make bench-query  query benchmark only (BENCH_EVENTS=200000 for a quick run)
 #   make install    binary, /etc/mixpaneld/config.ini, systemd unit
 #   make SAN=1      build into build/san/ with AddressSanitizer + UBSan
 #   make fuzz       build the libFuzzer targets; make fuzz-long runs them for minutes
 #   make lint       ban sprintf/strcpy/atoi/strcat/gets
 
 PKGS      := libmicrohttpd sqlite3 libcjson libcurl openssl zlib
-DEB_PKGS  := libmicrohttpd-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config
+DEB_PKGS  := libmicrohttpd-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config tzdata
 TOOL_PKGS := clang libclang-rt-dev nodejs npm openssl sqlite3 curl chromium
 
 CC      ?= cc
@@ -46,7 +47,7 @@ FUZZ_SECONDS ?= 5
 PREFIX  ?= /usr/local
 CONFIG  ?= config.example.ini
 
-.PHONY: all deps check-deps test unit e2e fuzz fuzz-run fuzz-long test-san bench run install clean lint tools
+.PHONY: all deps check-deps test-deps bench-deps test unit e2e fuzz fuzz-run fuzz-long test-san bench bench-query run install clean lint tools
 
 all: check-deps $(BUILD)/mixpaneld
 
@@ -58,6 +59,7 @@ check-deps:
 deps:
 	@missing=""; for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	[ -f /usr/share/zoneinfo/Europe/Paris ] || missing="$$missing tzdata"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: missing$$missing; installing $(DEB_PKGS)"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (or: apt-get install $(DEB_PKGS))"; exit 1; fi; \
@@ -137,8 +139,19 @@ test: test-deps
 	$(MAKE) test-san
 	@echo "make test: all suites passed"
 
-bench: deps test-deps all tools
-	node tests/bench/bench.mjs
+# The npm packages of tests/bench (DuckDB, the query benchmark's reference).
+bench-deps: test-deps
+	@cd tests/bench && if [ ! -f node_modules/.installed ] || [ package.json -nt node_modules/.installed ] || \
+	    [ package-lock.json -nt node_modules/.installed ]; then \
+	  npm install --no-audit --no-fund --silent >/dev/null && touch node_modules/.installed && echo "bench-deps: npm packages installed"; fi
+
+# Both benchmarks, even when the first fails; fails if either did.
+bench: deps test-deps bench-deps all tools
+	@s=0; node tests/bench/bench.mjs || s=1; node tests/bench/query_bench.mjs || s=1; exit $$s
+
+# BENCH_EVENTS, BENCH_USERS, BENCH_DAYS scale the data set (default 10M, 200k, 90).
+bench-query: deps test-deps bench-deps all tools
+	node tests/bench/query_bench.mjs
 
 run: deps all
 	@mkdir -p data

@@ -117,7 +117,7 @@ static enum route http_route(const char *url, const char *prefix, char qname[64]
 		const char *rest = !strncmp(p, "/api/2.0/", 9) ? p + 9 : !strncmp(p, "/api/query/", 11) ? p + 11 : NULL;
 
 		if (rest && strlen(rest) < 64 && query_endpoint_known(rest)) {
-			strcpy(qname, rest);
+			snprintf(qname, 64, "%s", rest);
 			return R_QUERY;
 		}
 	}
