@@ -15,9 +15,11 @@
  *             counting sort by user key over the segments in time order.
  *
  * Invariants:
- *   1. Segments are kept in ascending shard-key order; shard files hold
- *      disjoint, increasing time ranges, so concatenating segments gives
+ *   1. Segments are kept in ascending shard-key order; shard files normally
+ *      hold disjoint, increasing time ranges, so concatenating segments gives
  *      (time, id) order and the stable sort by user yields (user, time, id).
+ *      After a change of shard_period, month and day files overlap; the view
+ *      build then re-sorts the runs that came out of order (cs_fix_order).
  *   2. A string id, once given, keeps its string for the life of the
  *      colstore; equal strings have one id.
  *   3. Only acquire (under cs->mu) creates segments, strings and views.
@@ -61,6 +63,7 @@ struct cs_strings {
 
 struct cs_seg {
 	char key[32];
+	int64_t from_ms, to_ms;    /* the shard's time range */
 	sqlite3 *db;
 	int64_t dv;                /* PRAGMA data_version when loaded */
 	int refs;                  /* colstore + views; guarded by cs->mu */
@@ -99,6 +102,7 @@ struct colstore {
 	struct cs_seg **segs;
 	size_t n_segs;
 	struct cs_view *cur;       /* the newest view (holds one ref) */
+	int stale;                 /* cur misses changes (its rebuild failed) */
 };
 
 /* ---------- strings ---------- */
@@ -401,7 +405,8 @@ out:
 	return rc;
 }
 
-static enum mp_err cs_seg_new(struct colstore *cs, const char *key, struct cs_seg **out)
+static enum mp_err cs_seg_new(struct colstore *cs, const char *key, int64_t from, int64_t to,
+			      struct cs_seg **out)
 {
 	struct cs_seg *g = calloc(1, sizeof *g);
 	enum mp_err rc;
@@ -409,6 +414,8 @@ static enum mp_err cs_seg_new(struct colstore *cs, const char *key, struct cs_se
 	if (!g)
 		return MP_E_NOMEM;
 	snprintf(g->key, sizeof g->key, "%s", key);
+	g->from_ms = from;
+	g->to_ms = to;
 	g->refs = 1;
 	buf_init(&g->arena, (size_t)1 << 40);
 	if ((rc = store_shard_open_ro(cs->sp, key, &g->db)) != MP_OK || (rc = cs_seg_load(cs, g)) != MP_OK) {
@@ -453,7 +460,7 @@ static enum mp_err cs_sync_segments(struct colstore *cs, int *changed)
 			old->seen = 1;
 			if (cs_data_version(old->db) == old->dv)
 				continue;
-			if ((rc = cs_seg_new(cs, key, &g)) != MP_OK)
+			if ((rc = cs_seg_new(cs, key, a, z, &g)) != MP_OK)
 				break;
 			g->seen = 1;
 			cs->segs[i] = g;
@@ -461,7 +468,7 @@ static enum mp_err cs_sync_segments(struct colstore *cs, int *changed)
 			*changed = 1;
 			continue;
 		}
-		if ((rc = cs_seg_new(cs, key, &g)) != MP_OK)
+		if ((rc = cs_seg_new(cs, key, a, z, &g)) != MP_OK)
 			break;
 		if (!(ns = realloc(cs->segs, (cs->n_segs + 1) * sizeof *ns))) {
 			cs_seg_unref(g);
@@ -526,6 +533,103 @@ uint32_t colstore_user_key(const struct cs_view *v, uint32_t did)
 	const struct cs_view_priv *p = v->priv;
 
 	return did < p->n_ukey ? p->ukey[did] : CS_NO_USER;
+}
+
+struct cs_sort_ctx {
+	const int64_t *t;
+	const uint32_t *tie;       /* NULL: the index itself breaks ties */
+};
+
+static int cs_sort_cmp(const void *a, const void *b, void *arg)
+{
+	const struct cs_sort_ctx *c = arg;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	uint32_t tx = c->tie ? c->tie[x] : x, ty = c->tie ? c->tie[y] : y;
+
+	if (c->t[x] != c->t[y])
+		return c->t[x] < c->t[y] ? -1 : 1;
+	return tx < ty ? -1 : tx > ty;
+}
+
+static int cs_run_sorted(const int64_t *t, size_t a, size_t z)
+{
+	size_t i;
+
+	for (i = a + 1; i < z; i++)
+		if (t[i] < t[i - 1])
+			return 0;
+	return 1;
+}
+
+/* Overlapping shards (invariant 1): put every user run and every name group
+ * back in time order (ties in scatter order, i.e. storage order). */
+static enum mp_err cs_fix_order(struct cs_view_priv *p, size_t n, uint32_t nu, uint32_t nn)
+{
+	uint32_t *perm = NULL, *idx = NULL, r;
+	int64_t *t2 = NULL;
+	uint32_t *u2 = NULL;
+	const unsigned char **r2 = NULL;
+	size_t i, k;
+
+	if (!(perm = malloc((n ? n : 1) * sizeof *perm)) || !(idx = malloc((n ? n : 1) * sizeof *idx)) ||
+	    !(t2 = malloc((n ? n : 1) * sizeof *t2)) || !(u2 = malloc((n ? n : 1) * sizeof *u2)) ||
+	    !(r2 = malloc((n ? n : 1) * sizeof *r2)))
+		goto nomem;
+	for (i = 0; i < n; i++)
+		perm[i] = (uint32_t)i;
+	for (r = 0; r <= nu; r++) {
+		size_t a = p->ustart[r], z = p->ustart[r + 1];
+		struct cs_sort_ctx c = { p->t, NULL };
+
+		if (cs_run_sorted(p->t, a, z))
+			continue;
+		for (k = a; k < z; k++)
+			idx[k] = (uint32_t)k;
+		qsort_r(idx + a, z - a, sizeof *idx, cs_sort_cmp, &c);
+		for (k = a; k < z; k++) {
+			t2[k] = p->t[idx[k]];
+			u2[k] = p->ev[idx[k]];
+			r2[k] = p->rec[idx[k]];
+			perm[idx[k]] = (uint32_t)k;
+		}
+		memcpy(p->t + a, t2 + a, (z - a) * sizeof *t2);
+		memcpy(p->ev + a, u2 + a, (z - a) * sizeof *u2);
+		memcpy(p->rec + a, r2 + a, (z - a) * sizeof *r2);
+		for (k = a; k < z; k++)
+			u2[k] = p->did[idx[k]];
+		memcpy(p->did + a, u2 + a, (z - a) * sizeof *u2);
+	}
+	for (i = 0; i < n; i++)
+		p->npos[i] = perm[p->npos[i]];
+	for (r = 0; r < nn; r++) {
+		size_t a = p->nstart[r], z = p->nstart[r + 1];
+		struct cs_sort_ctx c = { p->nt, p->npos };
+
+		if (cs_run_sorted(p->nt, a, z))
+			continue;
+		for (k = a; k < z; k++)
+			idx[k] = (uint32_t)k;
+		qsort_r(idx + a, z - a, sizeof *idx, cs_sort_cmp, &c);
+		for (k = a; k < z; k++) {
+			t2[k] = p->nt[idx[k]];
+			u2[k] = p->npos[idx[k]];
+		}
+		memcpy(p->nt + a, t2 + a, (z - a) * sizeof *t2);
+		memcpy(p->npos + a, u2 + a, (z - a) * sizeof *u2);
+	}
+	free(perm);
+	free(idx);
+	free(t2);
+	free(u2);
+	free(r2);
+	return MP_OK;
+nomem:
+	free(perm);
+	free(idx);
+	free(t2);
+	free(u2);
+	free(r2);
+	return MP_E_NOMEM;
 }
 
 static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
@@ -641,6 +745,12 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	}
 	free(cnt);
 	free(ncnt);
+	cnt = ncnt = NULL;
+	for (i = 1; i < p->n_segs; i++)
+		if (p->segs[i]->from_ms < p->segs[i - 1]->to_ms)
+			break;
+	if (i < p->n_segs && cs_fix_order(p, n, nu, nn) != MP_OK)
+		goto nomem;
 	v->n_names = nn;
 	v->name_sid = p->name_sid;
 	v->nstart = p->nstart;
@@ -705,10 +815,13 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 
 	pthread_mutex_lock(&cs->mu);
 	rc = cs_sync_segments(cs, &changed);
-	if (rc == MP_OK && (changed || !cs->cur)) {
+	if (rc == MP_OK && (changed || !cs->cur || cs->stale)) {
 		struct cs_view *v;
 
+		/* a failed build leaves the view stale: the next acquire retries */
+		cs->stale = 1;
 		if ((rc = cs_view_build(cs, &v)) == MP_OK) {
+			cs->stale = 0;
 			struct cs_view *old = cs->cur;
 
 			cs->cur = v;

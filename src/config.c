@@ -880,8 +880,8 @@ static enum mp_err config_pair_line(struct config_parser *p, const char *line, s
 	case SECTION_PROJECT: table = config_project_keys; break;
 	case SECTION_ACCOUNT: table = config_account_keys; break;
 	case SECTION_NONE:
-		return KEY_FAIL(p, key, "not inside a section (put [server], [storage] or "
-			       "[project.NAME] above it)");
+		return KEY_FAIL(p, key, "not inside a section (put [server], [storage], "
+			       "[project.NAME] or [service_account.NAME] above it)");
 	}
 	for (i = 0; table[i].name; i++)
 		if (strcmp(table[i].name, key) == 0)

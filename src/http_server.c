@@ -116,8 +116,10 @@ static enum route http_route(const char *url, const char *prefix, char qname[64]
 	{
 		const char *rest = !strncmp(p, "/api/2.0/", 9) ? p + 9 : !strncmp(p, "/api/query/", 11) ? p + 11 : NULL;
 
-		if (rest && strlen(rest) < 64 && query_endpoint_known(rest)) {
-			snprintf(qname, 64, "%s", rest);
+		size_t rl = rest ? strlen(rest) : 0;
+
+		if (rest && rl < 64 && query_endpoint_known(rest)) {
+			memcpy(qname, rest, rl + 1);
 			return R_QUERY;
 		}
 	}
@@ -221,10 +223,7 @@ static const struct config_project *http_auth(struct req *r, const char *pid, in
 		char *end;
 		long id = strtol(pid, &end, 10);
 
-		if (*end || !(want = config_project_by_id(cfg, id))) {
-			*status = 403;
-			*why = "project_id does not name a project on this server";
-		}
+		want = *end ? NULL : config_project_by_id(cfg, id);
 	}
 	for (i = 0; i < cfg->n_projects; i++) {
 		const struct config_project *p = &cfg->projects[i];
@@ -235,7 +234,8 @@ static const struct config_project *http_auth(struct req *r, const char *pid, in
 	if (found) {
 		if (pid && pid[0] && want != found) {
 			*status = 403;
-			*why = "the API secret does not belong to project_id";
+			*why = want ? "the API secret does not belong to project_id"
+				    : "project_id does not name a project on this server";
 			found = NULL;
 		}
 	} else if ((acct = config_account_by_username(cfg, cred, user_len)) &&
@@ -249,9 +249,10 @@ static const struct config_project *http_auth(struct req *r, const char *pid, in
 			}
 		} else if (want && config_account_grants(acct, want)) {
 			found = want;
-		} else if (want) {
+		} else {
 			*status = 403;
-			*why = "the service account has no access to this project";
+			*why = want ? "the service account has no access to this project"
+				    : "project_id does not name a project on this server";
 		}
 	}
 	free(dec);

@@ -183,7 +183,8 @@ out:
 /* The server-side bookkeeping properties that a user never sent. */
 static int ev_hidden(const char *k, size_t n)
 {
-	return (n == 10 && !memcmp(k, "$insert_id", 10)) || (n == 21 && !memcmp(k, "mp_processing_time_ms", 21));
+	return (n == 10 && !memcmp(k, "$insert_id", 10)) || (n == 21 && !memcmp(k, "mp_processing_time_ms", 21)) ||
+	       (n == 7 && !memcmp(k, "$import", 7));
 }
 
 int q_events_properties_top(struct qctx *q)

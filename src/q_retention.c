@@ -379,7 +379,7 @@ int q_retention_addiction(struct qctx *q)
 			if (i < v->ustart[u + 1]) {
 				if (eid && v->ev[i] != eid)
 					continue;
-				if ((bk = qb_find(&b, v->t[i])) == SIZE_MAX)
+				if (v->t[i] < from || v->t[i] >= to || (bk = qb_find(&b, v->t[i])) == SIZE_MAX)
 					continue;
 				ce.i = i;
 				if ((ok = q_qx_where(q, &where, &ce)) < 0) {

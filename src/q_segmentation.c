@@ -217,12 +217,23 @@ static int seg_type_param(struct qctx *q, int required, enum seg_type *out)
 
 #define UNITS_ALL ((1u << TZ_MINUTE) | (1u << TZ_HOUR) | (1u << TZ_DAY) | (1u << TZ_WEEK) | (1u << TZ_MONTH))
 
-/* from_date/to_date with unit (or interval days) buckets. */
-static int seg_range(struct qctx *q, int64_t *from, int64_t *to, struct qbuckets *b, unsigned units)
+static int seg_interval_range(struct qctx *q, enum tz_unit unit, long interval, int64_t *from, int64_t *to);
+
+/* from_date/to_date with unit (or interval days) buckets.  With
+ * INTERVAL_UNITS (events, events/properties), `interval` without dates means
+ * the last N units instead. */
+static int seg_range(struct qctx *q, int64_t *from, int64_t *to, struct qbuckets *b, unsigned units,
+		     int interval_units)
 {
 	enum tz_unit unit;
 	long interval;
 
+	if (interval_units && !q_param(q, "from_date") && !q_param(q, "to_date") && q_param(q, "interval")) {
+		if (q_unit(q, "unit", TZ_DAY, units, &unit) || q_int(q, "interval", 1, 1, 100000, &interval))
+			return 1;
+		seg_interval_range(q, unit, interval, from, to);
+		return q_buckets_unit(q, *from, *to, unit, b);
+	}
 	if (q_dates(q, from, to))
 		return 1;
 	if (q_param(q, "interval") && !q_param(q, "unit")) {
@@ -242,7 +253,8 @@ static uint32_t seg_event_id(struct qctx *q, const char *name)
 
 /* segmentation and events/properties share everything but the `on`. */
 /* ON (taken over; may be NULL) segments the counts. */
-static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_limit, cJSON *only)
+static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_limit, cJSON *only,
+		   int interval_units)
 {
 	struct qbuckets b = { 0 };
 	struct qsegs s;
@@ -257,7 +269,7 @@ static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_
 	memset(&where, 0, sizeof where);
 	q_qx_init(q, &onx, on);
 	if (seg_type_param(q, 0, &type) || q_int(q, "limit", def_limit, 1, 10000, &limit) ||
-	    seg_range(q, &sp.from, &sp.to, &b, UNITS_ALL) || q_qx_param(q, "where", &where)) {
+	    seg_range(q, &sp.from, &sp.to, &b, UNITS_ALL, interval_units) || q_qx_param(q, "where", &where)) {
 		rc = q->status;
 		goto out;
 	}
@@ -290,7 +302,7 @@ int q_segmentation(struct qctx *q)
 		return q_fail(q, 400, "'event' is a required parameter");
 	if (q_expr(q, "on", &on))
 		return q->status;
-	return seg_run(q, event, on, 60, NULL);
+	return seg_run(q, event, on, 60, NULL, 0);
 }
 
 int q_events_properties(struct qctx *q)
@@ -310,7 +322,7 @@ int q_events_properties(struct qctx *q)
 		cJSON_Delete(only);
 		return q->status;
 	}
-	rc = seg_run(q, event, on, 255, only);
+	rc = seg_run(q, event, on, 255, only, 1);
 	cJSON_Delete(only);
 	return rc;
 }
@@ -340,7 +352,6 @@ int q_events(struct qctx *q)
 	struct seg_spec sp;
 	struct qx none;
 	enum seg_type type;
-	enum tz_unit unit;
 	int rc;
 
 	memset(&s, 0, sizeof s);
@@ -374,25 +385,7 @@ int q_events(struct qctx *q)
 		rc = q_fail(q, 400, "'unit' is a required parameter");
 		goto out;
 	}
-	if (q_unit(q, "unit", TZ_DAY, UNITS_ALL, &unit)) {
-		rc = q->status;
-		goto out;
-	}
-	if (q_param(q, "from_date") || q_param(q, "to_date") || !q_param(q, "interval")) {
-		if (q_dates(q, &sp.from, &sp.to)) {
-			rc = q->status;
-			goto out;
-		}
-	} else {
-		long interval;
-
-		if (q_int(q, "interval", 1, 1, 100000, &interval)) {
-			rc = q->status;
-			goto out;
-		}
-		seg_interval_range(q, unit, interval, &sp.from, &sp.to);
-	}
-	if (q_buckets_unit(q, sp.from, sp.to, unit, &b)) {
+	if (seg_range(q, &sp.from, &sp.to, &b, UNITS_ALL, 1)) {
 		rc = q->status;
 		goto out;
 	}
@@ -436,7 +429,7 @@ int q_segmentation_sum(struct qctx *q, int average)
 	if (!q_param(q, "on"))
 		return q_fail(q, 400, "'on' is a required parameter (a numeric expression)");
 	if (q_expr(q, "on", &on) || q_expr(q, "where", &where) ||
-	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY))) {
+	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY), 0)) {
 		rc = q->status;
 		goto out;
 	}
@@ -550,7 +543,7 @@ int q_segmentation_numeric(struct qctx *q)
 	if (!q_param(q, "on"))
 		return q_fail(q, 400, "'on' is a required parameter (a numeric expression)");
 	if (seg_type_param(q, 0, &type) || q_expr(q, "on", &on) || q_expr(q, "where", &where) ||
-	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY))) {
+	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY), 0)) {
 		rc = q->status;
 		goto out;
 	}

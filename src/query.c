@@ -397,7 +397,7 @@ int q_buckets_days(struct qctx *q, int64_t from, int64_t to, long days, struct q
 	int64_t x;
 
 	tz_to_civil(q->tz, from, &c);
-	for (x = from; x < to; x = tz_from_civil(q->tz, c.year, c.month, c.day + (int)(days * (long)(n + 1)), 0, 0))
+	for (x = from; x < to; x = tz_from_civil(q->tz, c.year, c.month, c.day + (int)(days * (long)n), 0, 0))
 		if (++n > Q_MAX_BUCKETS)
 			return q_fail(q, 400, "too many time buckets");
 	if (qb_alloc(q, b, n))

@@ -720,6 +720,203 @@ static void test_load_errors(void)
 	unlink(path);
 }
 
+/* ---- [service_account.NAME] -------------------------------------------- */
+
+/* Three projects, a b c, on lines 1-12. */
+#define PROJ3 "[project.a]\nid = 1\ntoken = ta\napi_secret = sa\n" \
+	      "[project.b]\nid = 2\ntoken = tb\napi_secret = sb\n" \
+	      "[project.c]\nid = 3\ntoken = tc\napi_secret = sc\n"
+
+static void test_account_one_project(void)
+{
+	struct config *cfg = PARSE_OK(PROJ "[service_account.bot]\nusername = reader\nsecret = \"s3 cret\"\n"
+				      "projects = p\n");
+	const struct config_service_account *a;
+
+	if (!cfg)
+		return;
+	CHECK_INT(cfg->n_accounts, 1);
+	a = &cfg->accounts[0];
+	CHECK_STR(a->name, "bot");
+	CHECK_STR(a->username, "reader");
+	CHECK_STR(a->secret, "s3 cret");
+	CHECK_INT(a->n_projects, 1);
+	if (a->n_projects == 1)
+		CHECK_STR(a->projects[0], "p");
+	CHECK(config_account_by_username(cfg, "reader", 6) == a);
+	/* LEN bytes of USERNAME, which need not be NUL-terminated */
+	CHECK(config_account_by_username(cfg, "reader:s3 cret", 6) == a);
+	CHECK(config_account_by_username(cfg, "reade", 5) == NULL);
+	CHECK(config_account_by_username(cfg, "readers", 7) == NULL);
+	CHECK(config_account_by_username(cfg, "Reader", 6) == NULL);
+	CHECK(config_account_by_username(cfg, "", 0) == NULL);
+	CHECK(config_account_by_username(cfg, "s3 cret", 7) == NULL);  /* the secret is no username */
+	CHECK(config_account_by_username(cfg, "bot", 3) == NULL);      /* nor the section name */
+	CHECK(config_account_by_username(NULL, "reader", 6) == NULL);
+	CHECK_INT(config_account_grants(a, &cfg->projects[0]), 1);
+	CHECK_INT(config_account_grants(a, config_project_by_name(cfg, "p")), 1);
+	CHECK_INT(config_account_grants(NULL, &cfg->projects[0]), 0);
+	CHECK_INT(config_account_grants(a, NULL), 0);
+	config_free(cfg);
+}
+
+static void test_account_several_projects(void)
+{
+	/* accounts may come before the projects they name */
+	struct config *cfg = PARSE_OK("[service_account.ac]\nprojects = a, c\nsecret = x\nusername = u-ac\n"
+				      PROJ3
+				      "[service_account.all]\nusername = u_all\nsecret = y\n"
+				      "projects = \" c ,b,a, \"\n"
+				      "[service_account.only_b]\nusername = u.b@example\nsecret = z\nprojects = b,\n");
+	const struct config_service_account *ac, *all, *ob;
+	const struct config_project *pa, *pb, *pc;
+
+	if (!cfg)
+		return;
+	CHECK_INT(cfg->n_accounts, 3);
+	CHECK_INT(cfg->n_projects, 3);
+	ac = &cfg->accounts[0];
+	all = &cfg->accounts[1];
+	ob = &cfg->accounts[2];
+	pa = config_project_by_name(cfg, "a");
+	pb = config_project_by_name(cfg, "b");
+	pc = config_project_by_name(cfg, "c");
+	CHECK(pa && pb && pc);
+	CHECK_STR(ac->name, "ac");
+	CHECK_INT(ac->n_projects, 2);
+	if (ac->n_projects == 2) {
+		CHECK_STR(ac->projects[0], "a");
+		CHECK_STR(ac->projects[1], "c");
+	}
+	CHECK_INT(all->n_projects, 3);
+	if (all->n_projects == 3) {
+		CHECK_STR(all->projects[0], "c");
+		CHECK_STR(all->projects[1], "b");
+		CHECK_STR(all->projects[2], "a");
+	}
+	CHECK_INT(ob->n_projects, 1);
+	CHECK(config_account_by_username(cfg, "u-ac", 4) == ac);
+	CHECK(config_account_by_username(cfg, "u_all", 5) == all);
+	CHECK(config_account_by_username(cfg, "u.b@example", 11) == ob);
+	CHECK(config_account_by_username(cfg, "u", 1) == NULL);
+	CHECK_INT(config_account_grants(ac, pa), 1);
+	CHECK_INT(config_account_grants(ac, pb), 0);
+	CHECK_INT(config_account_grants(ac, pc), 1);
+	CHECK_INT(config_account_grants(all, pa), 1);
+	CHECK_INT(config_account_grants(all, pb), 1);
+	CHECK_INT(config_account_grants(all, pc), 1);
+	CHECK_INT(config_account_grants(ob, pa), 0);
+	CHECK_INT(config_account_grants(ob, pb), 1);
+	CHECK_INT(config_account_grants(ob, pc), 0);
+	config_free(cfg);
+	/* no accounts at all */
+	cfg = PARSE_OK(PROJ);
+	if (cfg) {
+		CHECK_INT(cfg->n_accounts, 0);
+		CHECK(config_account_by_username(cfg, "reader", 6) == NULL);
+		config_free(cfg);
+	}
+}
+
+static void test_account_missing_keys(void)
+{
+	/* closed by the next section, and at the end of the file */
+	PARSE_ERR(PROJ "[service_account.bot]\nsecret = s\nprojects = p\n[server]\n", 5,
+		  "section '[service_account.bot]': missing required key(s)");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nprojects = p\n", 5,
+		  "section '[service_account.bot]': missing required key(s)");
+	PARSE_ERR(PROJ "\n[service_account.bot]\nusername = u\nsecret = s\n", 6,
+		  "section '[service_account.bot]': missing required key(s)");
+	PARSE_ERR("[service_account.bot]\n" PROJ, 1, "section '[service_account.bot]'");
+	PARSE_ERR(PROJ "[service_account.ok]\nusername = u\nsecret = s\nprojects = p\n"
+		  "[service_account.bad]\nusername = v\nsecret = s\n", 9, "[service_account.bad]");
+	/* empty values are errors at their own line */
+	PARSE_ERR(PROJ "[service_account.bot]\nusername =\nsecret = s\nprojects = p\n", 6, "key 'username'");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nsecret = \"\"\nprojects = p\n", 7, "key 'secret'");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nsecret = s\nprojects =\n", 8, "key 'projects'");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nsecret = s\nprojects = , ,\n", 8,
+		  "key 'projects': must name at least one project");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nsecret = a\x01z\nprojects = p\n", 7, "key 'secret'");
+}
+
+static void test_account_unknown_project(void)
+{
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nsecret = s\nprojects = p, nope\n", 8,
+		  "key 'projects': [service_account.bot] grants unknown project 'nope'");
+	/* the line of the projects key of the account at fault, reported
+	 * after the whole file is read */
+	PARSE_ERR(PROJ3 "[service_account.one]\nprojects = a\nusername = u1\nsecret = s\n"
+		  "[service_account.two]\nusername = u2\nprojects = b,P\nsecret = s\n"
+		  "[project.d]\nid = 4\ntoken = td\napi_secret = sd\n", 19,
+		  "key 'projects': [service_account.two] grants unknown project 'P'");
+	/* names a project that is declared later: fine */
+	{
+		struct config *cfg = PARSE_OK("[service_account.x]\nusername = u\nsecret = s\nprojects = later\n"
+					      "[project.later]\nid = 9\ntoken = t\napi_secret = s\n");
+
+		if (cfg) {
+			CHECK_INT(config_account_grants(&cfg->accounts[0], &cfg->projects[0]), 1);
+			config_free(cfg);
+		}
+	}
+}
+
+static void test_account_username_rules(void)
+{
+	PARSE_ERR(PROJ "[service_account.a]\nusername = same\nsecret = s\nprojects = p\n"
+		  "[service_account.b]\nsecret = s\nusername = same\nprojects = p\n", 11,
+		  "key 'username': duplicate username (already used by [service_account.a])");
+	PARSE_ERR(PROJ "[service_account.a]\nusername = us:er\nsecret = s\nprojects = p\n", 6,
+		  "key 'username': must not contain ':'");
+	PARSE_ERR(PROJ "[service_account.a]\nusername = :\nsecret = s\nprojects = p\n", 6, "key 'username'");
+	PARSE_ERR(PROJ "[service_account.a]\nusername = u\nusername = v\nsecret = s\nprojects = p\n", 7,
+		  "key 'username': duplicate key (first set at line 6)");
+	/* a ':' in the secret is fine (HTTP Basic splits at the first one) */
+	{
+		struct config *cfg = PARSE_OK(PROJ "[service_account.a]\nusername = u\nsecret = s:e:c\nprojects = p\n");
+
+		if (cfg) {
+			CHECK_STR(cfg->accounts[0].secret, "s:e:c");
+			config_free(cfg);
+		}
+	}
+	/* usernames are case-sensitive: these two differ */
+	{
+		struct config *cfg = PARSE_OK(PROJ "[service_account.a]\nusername = U\nsecret = s\nprojects = p\n"
+					      "[service_account.b]\nusername = u\nsecret = s\nprojects = p\n");
+
+		if (cfg) {
+			CHECK(config_account_by_username(cfg, "U", 1) == &cfg->accounts[0]);
+			CHECK(config_account_by_username(cfg, "u", 1) == &cfg->accounts[1]);
+			config_free(cfg);
+		}
+	}
+}
+
+static void test_account_section_errors(void)
+{
+	PARSE_ERR(PROJ "[service_account.a]\nusername = u\nsecret = s\nprojects = p\n"
+		  "[service_account.a]\nusername = v\nsecret = s\nprojects = p\n", 9,
+		  "section '[service_account.a]': duplicate section (first at line 5)");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nrole = admin\nsecret = s\nprojects = p\n", 7,
+		  "key 'role': unknown key in [service_account.bot]");
+	PARSE_ERR(PROJ "[service_account.bot]\nusername = u\nsecret = s\nprojects = p\nid = 1\n", 9,
+		  "key 'id': unknown key in [service_account.bot]");
+	PARSE_ERR(PROJ "[service_account.]\n", 5, "section '[service_account.]'");
+	PARSE_ERR(PROJ "[service_account.a b]\n", 5, "section '[service_account.a b]'");
+	PARSE_ERR(PROJ "[service_account.a:b]\n", 5, "invalid service account name");
+	PARSE_ERR(PROJ "[service_account]\n", 5, "section '[service_account]'");
+	/* a service account and a project may share a name */
+	{
+		struct config *cfg = PARSE_OK(PROJ "[service_account.p]\nusername = u\nsecret = s\nprojects = p\n");
+
+		if (cfg) {
+			CHECK_STR(cfg->accounts[0].name, "p");
+			config_free(cfg);
+		}
+	}
+}
+
 int main(void)
 {
 	TEST_RUN(test_defaults);
@@ -744,5 +941,11 @@ int main(void)
 	TEST_RUN(test_tls_files);
 	TEST_RUN(test_example_config);
 	TEST_RUN(test_load_errors);
+	TEST_RUN(test_account_one_project);
+	TEST_RUN(test_account_several_projects);
+	TEST_RUN(test_account_missing_keys);
+	TEST_RUN(test_account_unknown_project);
+	TEST_RUN(test_account_username_rules);
+	TEST_RUN(test_account_section_errors);
 	return TEST_DONE();
 }

@@ -782,6 +782,629 @@ static void random_garbage_never_crashes_and_valid_output_parses(void)
 	dict_free(&d);
 }
 
+/* ---------- pc_remap ---------- */
+
+/* A map that records its calls: id -> id * MUL + ADD, failing (-1) for
+ * FAIL_ID and for ids < 1. */
+struct remap {
+	int64_t mul, add, fail_id;
+	int64_t calls[64];
+	int n_calls;
+};
+
+static int64_t remap_fn(void *ctx, int64_t id)
+{
+	struct remap *m = ctx;
+
+	if (m->n_calls < 64)
+		m->calls[m->n_calls] = id;
+	m->n_calls++;
+	if (id < 1 || id == m->fail_id)
+		return -1;
+	return id * m->mul + m->add;
+}
+
+/* The dictionary of test_propcodec with every id shifted by 1000. */
+static int64_t dict_intern_1000(void *ctx, const char *s, size_t n, int optional)
+{
+	int64_t id = dict_intern(ctx, s, n, optional);
+
+	return id < 0 ? id : id + 1000;
+}
+
+static const char *dict_lookup_1000(void *ctx, int64_t id, size_t *len)
+{
+	return dict_lookup(ctx, id - 1000, len);
+}
+
+/* Remapping with id + 1000 gives the bytes that encoding with a dictionary
+ * of ids + 1000 gives: keys and top-level dict strings change (and their
+ * varints grow), everything else is copied. */
+static void remap_rewrites_keys_and_top_level_dict_strings(void)
+{
+	cJSON *p = J("{'a':'x','b':-7,'c':['y',{'z':'w'},[1]],'d':'a string value that is longer than "
+		     "sixty-four bytes, so it is stored inline','e':{'f':'g','h':[null]},'n':null,"
+		     "'dbl':0.5,'t':true,'x':'x','$insert_id':'abc'}");
+	struct dict d, d2;
+	struct buf enc, want, out;
+	struct remap m = { 1, 1000, 0, { 0 }, 0 };
+	cJSON *back = NULL;
+	enum mp_err rc;
+
+	memset(&d, 0, sizeof d);
+	memset(&d2, 0, sizeof d2);
+	buf_init(&enc, 1 << 16);
+	buf_init(&want, 1 << 16);
+	buf_init(&out, 1 << 16);
+	CHECK_INT(pc_encode(p, NULL, "$insert_id", dict_intern, &d, &enc), MP_OK);
+	CHECK_INT(pc_encode(p, NULL, "$insert_id", dict_intern_1000, &d2, &want), MP_OK);
+	/* ids: a=1 x=2 b=3 c=4 d=5 e=6 n=7 dbl=8 t=9 (x again) $insert_id=10 */
+	CHECK_INT(d.n, 10);
+	rc = pc_remap((const unsigned char *)enc.data, enc.len, remap_fn, &m, &out);
+	CHECK_INT(rc, MP_OK);
+	CHECK_INT(out.len, want.len);
+	CHECK(out.len == want.len && memcmp(out.data, want.data, out.len) == 0);
+	CHECK(out.len > enc.len);  /* 2-byte varints now */
+	/* one call per key and per top-level dict string, in record order */
+	{
+		static const int64_t calls[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 2, 10 };
+		size_t i;
+
+		CHECK_INT(m.n_calls, sizeof calls / sizeof calls[0]);
+		for (i = 0; i < sizeof calls / sizeof calls[0] && (int)i < m.n_calls; i++)
+			CHECK_INT(m.calls[i], calls[i]);
+	}
+	/* and it decodes to the same JSON with the shifted dictionary */
+	{
+		struct buf js;
+		int first = 1;
+
+		buf_init(&js, 1 << 16);
+		CHECK_INT(buf_putc(&js, '{'), MP_OK);
+		CHECK_INT(pc_to_json((const unsigned char *)out.data, out.len, dict_lookup_1000, &d, &js, &first), MP_OK);
+		CHECK_INT(buf_putc(&js, '}'), MP_OK);
+		back = cJSON_Parse(js.data);
+		CHECK(back && same_exact(back, p));
+		buf_free(&js);
+	}
+	cJSON_Delete(back);
+	cJSON_Delete(p);
+	buf_free(&enc);
+	buf_free(&want);
+	buf_free(&out);
+	dict_free(&d);
+	dict_free(&d2);
+}
+
+static void remap_of_hand_written_records(void)
+{
+	/* key 1 -> dictstr 2; key 3 -> [str "q"]; key 4 -> [dictstr 9] (nested: copied, not mapped) */
+	static const unsigned char in[] = { 0x01, 0x01, 0x05, 0x02, 0x03, 0x07, 0x01, 0x06, 0x01, 'q',
+					    0x04, 0x07, 0x01, 0x05, 0x09 };
+	static const unsigned char want[] = { 'X', 'Y', 0x01, 0x64, 0x05, 0xc8, 0x01, 0xac, 0x02, 0x07, 0x01, 0x06,
+					      0x01, 'q', 0x90, 0x03, 0x07, 0x01, 0x05, 0x09 };
+	static const unsigned char empty[] = { PC_VERSION };
+	struct remap m = { 100, 0, 0, { 0 }, 0 };
+	struct buf out;
+
+	buf_init(&out, 1000);
+	/* appends to what OUT holds */
+	CHECK_INT(buf_append(&out, "XY", 2), MP_OK);
+	CHECK_INT(pc_remap(in, sizeof in, remap_fn, &m, &out), MP_OK);
+	CHECK(out.len == sizeof want && memcmp(out.data, want, sizeof want) == 0);
+	CHECK_INT(m.n_calls, 4);
+	CHECK(m.calls[0] == 1 && m.calls[1] == 2 && m.calls[2] == 3 && m.calls[3] == 4);
+	/* the version byte alone: an empty record */
+	buf_reset(&out);
+	m.n_calls = 0;
+	CHECK_INT(pc_remap(empty, sizeof empty, remap_fn, &m, &out), MP_OK);
+	CHECK(out.len == 1 && out.data[0] == PC_VERSION);
+	CHECK_INT(m.n_calls, 0);
+	/* a capped output buffer is an error, not an overrun */
+	{
+		struct buf small;
+
+		buf_init(&small, 4);
+		m.n_calls = 0;
+		CHECK(pc_remap(in, sizeof in, remap_fn, &m, &small) != MP_OK);
+		CHECK(small.len <= 4);
+		buf_free(&small);
+	}
+	buf_free(&out);
+}
+
+static void remap_check_at(const unsigned char *blob, size_t n, int64_t fail_id, int line)
+{
+	struct remap m = { 1, 0, 0, { 0 }, 0 };
+	struct buf out;
+	enum mp_err rc;
+
+	m.fail_id = fail_id;
+	buf_init(&out, 1 << 16);
+	rc = pc_remap(blob, n, remap_fn, &m, &out);
+	if (rc != MP_E_STORE) {
+		fprintf(stderr, "%s:%d: pc_remap returned %d, want MP_E_STORE\n", __FILE__, line, (int)rc);
+		tl_cur_failed = 1;
+	}
+	buf_free(&out);
+}
+#define REMAP_STORE_ERR(fail_id, ...) do { static const unsigned char b_[] = { __VA_ARGS__ }; \
+	remap_check_at(b_, sizeof b_, (fail_id), __LINE__); } while (0)
+
+static void remap_corrupt_input_and_map_failure_are_store_errors(void)
+{
+	remap_check_at((const unsigned char *)"", 0, 0, __LINE__); /* no version byte */
+	REMAP_STORE_ERR(0, 0x02);                                  /* unknown version */
+	REMAP_STORE_ERR(0, 0x00, 0x01, 0x00);
+	REMAP_STORE_ERR(0, 0x01, 0x01);                            /* key without value */
+	REMAP_STORE_ERR(0, 0x01, 0x81);                            /* key varint cut */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x09);                      /* unknown tag */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x05);                      /* dictstr without id */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x05, 0x80);                /* dictstr id cut */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x03, 0x80);                /* int cut */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x04, 1, 2, 3);             /* double cut */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x06, 0x05, 'a');           /* str past the end */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x07, 0x02, 0x00);          /* array of 2, 1 item */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x08, 0x01, 0x01, 'k');     /* object member without value */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x00, 0x02, 0x0a);          /* second entry bad */
+	/* mapping failures */
+	REMAP_STORE_ERR(1, 0x01, 0x01, 0x00);                      /* of a key */
+	REMAP_STORE_ERR(2, 0x01, 0x01, 0x05, 0x02);                /* of a dict string */
+	REMAP_STORE_ERR(3, 0x01, 0x01, 0x00, 0x02, 0x05, 0x01, 0x03, 0x02);  /* of a later key */
+	REMAP_STORE_ERR(0, 0x01, 0x00, 0x00);                      /* key id 0: map says -1 */
+	REMAP_STORE_ERR(0, 0x01, 0x01, 0x05, 0x00);                /* dict string id 0 */
+	/* a nested dict-string-looking byte is not mapped: no failure */
+	{
+		static const unsigned char b[] = { 0x01, 0x01, 0x07, 0x01, 0x05, 0x02 };
+		struct remap m = { 1, 0, 2, { 0 }, 0 };
+		struct buf out;
+
+		buf_init(&out, 100);
+		CHECK_INT(pc_remap(b, sizeof b, remap_fn, &m, &out), MP_OK);
+		CHECK(out.len == sizeof b && memcmp(out.data, b, sizeof b) == 0);
+		buf_free(&out);
+	}
+}
+
+/* A valid record cut at an entry boundary remaps; cut anywhere else it is
+ * MP_E_STORE (exact-size copies: ASan sees any overread). */
+static void remap_detects_truncation_at_every_byte(void)
+{
+	cJSON *full = J("{'s':'short','i':-300,'d':0.25,'l':'a string that is longer than sixty-four bytes, "
+			"so it is stored inline','arr':[1,'two',[3],{'four':4}],'o':{'x':{'y':'z'}},'last':false}");
+	size_t bound[16], nb = 0, k, cut;
+	struct dict d;
+	struct buf enc;
+	int nmembers = cJSON_GetArraySize(full);
+
+	for (k = 0; k <= (size_t)nmembers; k++) {
+		cJSON *part = cJSON_Duplicate(full, 1);
+
+		while (cJSON_GetArraySize(part) > (int)k)
+			cJSON_DeleteItemFromArray(part, cJSON_GetArraySize(part) - 1);
+		memset(&d, 0, sizeof d);
+		buf_init(&enc, 1 << 16);
+		CHECK_INT(pc_encode(part, NULL, NULL, dict_intern, &d, &enc), MP_OK);
+		bound[nb++] = enc.len;
+		buf_free(&enc);
+		dict_free(&d);
+		cJSON_Delete(part);
+	}
+	memset(&d, 0, sizeof d);
+	buf_init(&enc, 1 << 16);
+	CHECK_INT(pc_encode(full, NULL, NULL, dict_intern, &d, &enc), MP_OK);
+	for (cut = 0; cut <= enc.len; cut++) {
+		unsigned char *copy = malloc(cut ? cut : 1);
+		struct remap m = { 1, 0, 0, { 0 }, 0 };
+		struct buf out;
+		int is_bound = 0;
+		enum mp_err rc;
+		size_t j;
+
+		memcpy(copy, enc.data, cut);
+		for (j = 0; j < nb; j++)
+			is_bound |= bound[j] == cut;
+		buf_init(&out, 1 << 16);
+		rc = pc_remap(copy, cut, remap_fn, &m, &out);
+		if (rc != (is_bound ? MP_OK : MP_E_STORE)) {
+			fprintf(stderr, "  cut at %zu of %zu: pc_remap rc %d\n", cut, enc.len, (int)rc);
+			tl_cur_failed = 1;
+		}
+		if (is_bound && rc == MP_OK && (out.len != cut || memcmp(out.data, copy, cut) != 0)) {
+			fprintf(stderr, "  cut at %zu: identity remap changed the bytes\n", cut);
+			tl_cur_failed = 1;
+		}
+		buf_free(&out);
+		free(copy);
+	}
+	cJSON_Delete(full);
+	buf_free(&enc);
+	dict_free(&d);
+}
+
+/* ---------- pc_expr_value ---------- */
+
+#define SENTINEL_N 12345.0
+
+/* Decode the value bytes B with D and up to N_ITEMS list items; returns
+ * the result code, the value in *OUT. */
+static int xv(const unsigned char *b, size_t n, struct dict *d, struct expr_value *out,
+	      struct expr_value *items, size_t n_items)
+{
+	out->type = EXPR_UNDEFINED;
+	return pc_expr_value(b, b + n, dict_lookup, d, out, items, n_items);
+}
+
+static int num_is(const struct expr_value *v, double x)
+{
+	return v->type == EXPR_NUMBER && v->u.n == x;
+}
+
+static int string_is(const struct expr_value *v, const char *s)
+{
+	return v->type == EXPR_STRING && v->u.str.len == strlen(s) && memcmp(v->u.str.s, s, v->u.str.len) == 0;
+}
+
+static void expr_value_decodes_each_tag(void)
+{
+	struct dict d;
+	struct expr_value out, items[8];
+	static const unsigned char b_null[] = { PC_NULL }, b_false[] = { PC_FALSE }, b_true[] = { PC_TRUE };
+	static const unsigned char b_int5[] = { PC_INT, 0x0a }, b_intm1[] = { PC_INT, 0x01 };
+	static const unsigned char b_int_max[] = { PC_INT, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f };
+	static const unsigned char b_int_min[] = { PC_INT, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f };
+	static const unsigned char b_d15[] = { PC_DOUBLE, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f };
+	static const unsigned char b_d01[] = { PC_DOUBLE, 0x9a, 0x99, 0x99, 0x99, 0x99, 0x99, 0xb9, 0x3f };
+	static const unsigned char b_dict[] = { PC_DICTSTR, 0x01 };
+	static const unsigned char b_str[] = { PC_STR, 0x03, 'a', 'b', 'c' };
+	static const unsigned char b_estr[] = { PC_STR, 0x00 };
+	static const unsigned char b_obj[] = { PC_OBJECT, 0x01, 0x01, 'k', PC_NULL };
+	static const unsigned char b_eobj[] = { PC_OBJECT, 0x00 };
+
+	memset(&d, 0, sizeof d);
+	CHECK_INT(dict_intern(&d, "hello", 5, 1), 1);
+	CHECK_INT(xv(b_null, sizeof b_null, &d, &out, items, 8), 0);
+	CHECK_INT(out.type, EXPR_NULL);
+	CHECK_INT(xv(b_false, sizeof b_false, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_BOOL && out.u.b == 0);
+	CHECK_INT(xv(b_true, sizeof b_true, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_BOOL && out.u.b == 1);
+	CHECK_INT(xv(b_int5, sizeof b_int5, &d, &out, items, 8), 0);
+	CHECK(num_is(&out, 5));
+	CHECK_INT(xv(b_intm1, sizeof b_intm1, &d, &out, items, 8), 0);
+	CHECK(num_is(&out, -1));
+	CHECK_INT(xv(b_int_max, sizeof b_int_max, &d, &out, items, 8), 0);
+	CHECK(num_is(&out, 9007199254740991.0));
+	CHECK_INT(xv(b_int_min, sizeof b_int_min, &d, &out, items, 8), 0);
+	CHECK(num_is(&out, -9007199254740991.0));
+	CHECK_INT(xv(b_d15, sizeof b_d15, &d, &out, items, 8), 0);
+	CHECK(num_is(&out, 1.5));
+	CHECK_INT(xv(b_d01, sizeof b_d01, &d, &out, items, 8), 0);
+	CHECK(num_is(&out, 0.1));
+	CHECK_INT(xv(b_dict, sizeof b_dict, &d, &out, items, 8), 0);
+	CHECK(string_is(&out, "hello") && out.u.str.s == d.s[0]);    /* the dictionary's string */
+	CHECK_INT(xv(b_str, sizeof b_str, &d, &out, items, 8), 0);
+	CHECK(string_is(&out, "abc") && out.u.str.s == (const char *)b_str + 2); /* points into the record */
+	CHECK_INT(xv(b_estr, sizeof b_estr, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_STRING && out.u.str.len == 0);
+	out.type = EXPR_NULL;
+	CHECK_INT(pc_expr_value(b_obj, b_obj + sizeof b_obj, dict_lookup, &d, &out, items, 8), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	out.type = EXPR_NULL;
+	CHECK_INT(pc_expr_value(b_eobj, b_eobj + sizeof b_eobj, dict_lookup, &d, &out, items, 8), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	dict_free(&d);
+}
+
+static void expr_value_lists_skip_nested_items_and_respect_capacity(void)
+{
+	struct dict d;
+	struct expr_value out, items[8];
+	static const unsigned char b_empty[] = { PC_ARRAY, 0x00 };
+	static const unsigned char b_scalars[] = { PC_ARRAY, 0x06, PC_INT, 0x02, PC_STR, 0x01, 'x', PC_TRUE, PC_NULL,
+						   PC_DICTSTR, 0x01, PC_DOUBLE, 0, 0, 0, 0, 0, 0, 0xe0, 0x3f };
+	/* 1, [2, null], "hello", {"k": []}, false, {} */
+	static const unsigned char b_nested[] = { PC_ARRAY, 0x06, PC_INT, 0x02, PC_ARRAY, 0x02, PC_INT, 0x04, PC_NULL,
+						  PC_DICTSTR, 0x01, PC_OBJECT, 0x01, 0x01, 'k', PC_ARRAY, 0x00,
+						  PC_FALSE, PC_OBJECT, 0x00 };
+	static const unsigned char b_only_nested[] = { PC_ARRAY, 0x02, PC_ARRAY, 0x00, PC_OBJECT, 0x00 };
+	/* 0 1 2 3 4 */
+	static const unsigned char b_five[] = { PC_ARRAY, 0x05, PC_INT, 0x00, PC_INT, 0x02, PC_INT, 0x04,
+						PC_INT, 0x06, PC_INT, 0x08 };
+	/* [0, [1]] then a nested list, then 2: items 0 and 2 with capacity 2 */
+	static const unsigned char b_mixed[] = { PC_ARRAY, 0x03, PC_INT, 0x00, PC_ARRAY, 0x01, PC_INT, 0x02,
+						 PC_INT, 0x04 };
+	size_t i;
+
+	memset(&d, 0, sizeof d);
+	dict_intern(&d, "hello", 5, 1);
+	CHECK_INT(xv(b_empty, sizeof b_empty, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 0);
+	CHECK_INT(xv(b_scalars, sizeof b_scalars, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 6 && out.u.list.items == items);
+	if (out.type == EXPR_LIST && out.u.list.n == 6) {
+		CHECK(num_is(&items[0], 1));
+		CHECK(string_is(&items[1], "x"));
+		CHECK(items[2].type == EXPR_BOOL && items[2].u.b == 1);
+		CHECK_INT(items[3].type, EXPR_NULL);
+		CHECK(string_is(&items[4], "hello"));
+		CHECK(num_is(&items[5], 0.5));
+	}
+	CHECK_INT(xv(b_nested, sizeof b_nested, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 3);
+	if (out.type == EXPR_LIST && out.u.list.n == 3) {
+		CHECK(num_is(&items[0], 1));
+		CHECK(string_is(&items[1], "hello"));
+		CHECK(items[2].type == EXPR_BOOL && items[2].u.b == 0);
+	}
+	CHECK_INT(xv(b_only_nested, sizeof b_only_nested, &d, &out, items, 8), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 0);
+	/* capacity: the first N_ITEMS items, the rest left out, nothing written past */
+	for (i = 0; i < 8; i++) {
+		items[i].type = EXPR_NUMBER;
+		items[i].u.n = SENTINEL_N;
+	}
+	CHECK_INT(xv(b_five, sizeof b_five, &d, &out, items, 3), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 3);
+	CHECK(num_is(&items[0], 0) && num_is(&items[1], 1) && num_is(&items[2], 2));
+	CHECK(num_is(&items[3], SENTINEL_N));
+	CHECK_INT(xv(b_five, sizeof b_five, &d, &out, items, 5), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 5 && num_is(&items[4], 4));
+	CHECK(num_is(&items[5], SENTINEL_N));
+	CHECK_INT(xv(b_five, sizeof b_five, &d, &out, NULL, 0), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 0);
+	/* skipped nested items take no capacity */
+	items[2].u.n = SENTINEL_N;
+	CHECK_INT(xv(b_mixed, sizeof b_mixed, &d, &out, items, 2), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 2 && num_is(&items[0], 0) && num_is(&items[1], 2));
+	CHECK(num_is(&items[2], SENTINEL_N));
+	dict_free(&d);
+}
+
+static void xv_corrupt_at(const unsigned char *b, size_t n, size_t n_items, int line)
+{
+	struct dict d;
+	struct expr_value out, items[4];
+	int r;
+
+	memset(&d, 0, sizeof d);
+	dict_intern(&d, "hello", 5, 1);
+	r = xv(b, n, &d, &out, items, n_items);
+	if (r != -1) {
+		fprintf(stderr, "%s:%d: pc_expr_value on a corrupt value returned %d (type %d), want -1\n", __FILE__,
+			line, r, (int)out.type);
+		tl_cur_failed = 1;
+	}
+	dict_free(&d);
+}
+#define XV_CORRUPT(n_items, ...) do { static const unsigned char b_[] = { __VA_ARGS__ }; \
+	xv_corrupt_at(b_, sizeof b_, (n_items), __LINE__); } while (0)
+
+static void expr_value_corrupt_values_are_minus_one(void)
+{
+	static const unsigned char str3[] = { PC_STR, 0x03, 'a', 'b', 'c' };
+
+	xv_corrupt_at((const unsigned char *)"", 0, 4, __LINE__);     /* V == END */
+	XV_CORRUPT(4, 0x09);                                          /* unknown tag */
+	XV_CORRUPT(4, 0xff);
+	XV_CORRUPT(4, PC_INT);                                        /* int without varint */
+	XV_CORRUPT(4, PC_INT, 0x80);
+	XV_CORRUPT(4, PC_DOUBLE, 1, 2, 3, 4, 5, 6, 7);
+	XV_CORRUPT(4, PC_DICTSTR, 0x02);                              /* unknown dict id */
+	XV_CORRUPT(4, PC_DICTSTR, 0x00);
+	XV_CORRUPT(4, PC_DICTSTR, 0x81);
+	XV_CORRUPT(4, PC_STR, 0x05, 'a');
+	XV_CORRUPT(4, PC_STR, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 'a');
+	XV_CORRUPT(4, PC_ARRAY);                                      /* no count */
+	XV_CORRUPT(4, PC_ARRAY, 0x03, PC_NULL);                       /* 3 items, 1 there */
+	XV_CORRUPT(4, PC_ARRAY, 0xff, 0xff, 0xff, 0xff, 0x0f, PC_NULL);
+	XV_CORRUPT(4, PC_ARRAY, 0x01, 0x09);                          /* bad item tag */
+	XV_CORRUPT(4, PC_ARRAY, 0x01, PC_ARRAY, 0x02, PC_NULL);       /* nested list cut */
+	XV_CORRUPT(4, PC_ARRAY, 0x01, PC_OBJECT, 0x01, 0x05, 'k');    /* nested object cut */
+	XV_CORRUPT(4, PC_ARRAY, 0x01, PC_DICTSTR, 0x07);              /* item: unknown dict id */
+	/* corrupt items past the capacity still make the value corrupt */
+	XV_CORRUPT(1, PC_ARRAY, 0x03, PC_NULL, PC_NULL, 0x09);
+	XV_CORRUPT(0, PC_ARRAY, 0x02, PC_NULL, PC_INT);
+	/* END bounds the value: bytes after it are not read */
+	xv_corrupt_at(str3, 3, 4, __LINE__);
+}
+
+/* pc_expr_value and pc_find agree on the nesting limit: a list item may be
+ * nested as deep as pc_find accepts. */
+static void expr_value_nesting_limit_matches_find(void)
+{
+	unsigned char blob[2 + 2 * 40 + 1];
+	struct dict d;
+	int levels;
+
+	memset(&d, 0, sizeof d);
+	for (levels = 1; levels <= 40; levels++) {
+		const unsigned char *v = NULL, *ve = NULL;
+		struct expr_value out, items[2];
+		size_t n = 0;
+		int i, f, r;
+
+		blob[n++] = PC_VERSION;
+		blob[n++] = 0x01;
+		for (i = 0; i < levels; i++) {
+			blob[n++] = PC_ARRAY;
+			blob[n++] = 0x01;
+		}
+		blob[n++] = PC_NULL;
+		f = pc_find(blob, n, 1, &v, &ve);
+		CHECK_INT(f, levels <= 32 ? 1 : -1);
+		r = pc_expr_value(blob + 2, blob + n, dict_lookup, &d, &out, items, 2);
+		CHECK_INT(r, levels <= 32 ? 0 : -1);
+		if (r == 0) {
+			CHECK(out.type == EXPR_LIST);
+			CHECK_INT(out.u.list.n, levels == 1 ? 1 : 0);   /* [null] has one item */
+		}
+	}
+}
+
+/* ---------- pc_event_lookup ---------- */
+
+struct ev_ctx {
+	struct dict d;
+	int key_calls;
+};
+
+static int64_t ev_key_id(void *ctx, const char *name, size_t len)
+{
+	struct ev_ctx *c = ctx;
+	size_t i;
+
+	c->key_calls++;
+	for (i = 0; i < c->d.n; i++)
+		if (c->d.len[i] == len && memcmp(c->d.s[i], name, len) == 0)
+			return (int64_t)i + 1;
+	return 0;
+}
+
+static const char *ev_lookup(void *ctx, int64_t id, size_t *len)
+{
+	return dict_lookup(&((struct ev_ctx *)ctx)->d, id, len);
+}
+
+static int lk(const struct pc_event_ref *ev, enum expr_scope scope, const char *name, struct expr_value *out)
+{
+	out->type = EXPR_BOOL;   /* must be overwritten */
+	return pc_event_lookup(ev, scope, name, strlen(name), out);
+}
+
+static void event_lookup_scopes_and_special_names(void)
+{
+	struct ev_ctx c;
+	struct buf enc;
+	struct pc_event_ref ev;
+	struct expr_value out, items[2];
+	cJSON *p = J("{'plan':'pro','n':3,'tags':['a','b','c'],'obj':{'k':1},'time':5,'nothing':null,"
+		     "'$insert_id':'i-1'}");
+	static const char name[] = "Signed Up!", did[] = "user-1";
+
+	memset(&c, 0, sizeof c);
+	buf_init(&enc, 1000);
+	CHECK_INT(pc_encode(p, NULL, "$insert_id", dict_intern, &c.d, &enc), MP_OK);
+	dict_intern(&c.d, "unused-key", 10, 0);   /* in the dictionary, not in the record */
+	memset(&ev, 0, sizeof ev);
+	ev.time_ms = INT64_C(1710496800123);
+	ev.name = name;
+	ev.name_len = 6;                           /* "Signed": lengths, not NULs */
+	ev.did = did;
+	ev.did_len = strlen(did);
+	ev.props = (const unsigned char *)enc.data;
+	ev.props_len = enc.len;
+	ev.key_id = ev_key_id;
+	ev.lookup = ev_lookup;
+	ev.ctx = &c;
+	ev.items = items;
+	ev.n_items = 2;
+
+	/* event[...] */
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "$time", &out), 0);
+	CHECK(out.type == EXPR_DATETIME && out.u.ms == INT64_C(1710496800123));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "time", &out), 0);
+	CHECK(out.type == EXPR_DATETIME && out.u.ms == INT64_C(1710496800123));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "name", &out), 0);
+	CHECK(out.type == EXPR_STRING && out.u.str.s == name && out.u.str.len == 6);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "$event_name", &out), 0);
+	CHECK(string_is(&out, "Signed"));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "event", &out), 0);
+	CHECK(string_is(&out, "Signed"));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "distinct_id", &out), 0);
+	CHECK(out.type == EXPR_STRING && out.u.str.s == did && out.u.str.len == 6);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "$distinct_id", &out), 0);
+	CHECK(string_is(&out, "user-1"));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "plan", &out), 0);      /* properties are not event[] */
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "$times", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "Name", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	out.type = EXPR_NULL;
+	CHECK_INT(pc_event_lookup(&ev, EXPR_SCOPE_EVENT, "names", 4, &out), 0);  /* LEN counts */
+	CHECK(string_is(&out, "Signed"));
+	CHECK_INT(c.key_calls, 0);
+
+	/* properties[...]: the special names first */
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "time", &out), 0);
+	CHECK(out.type == EXPR_NUMBER && out.u.n == 1710496800.123);   /* seconds, not the record's 5 */
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "distinct_id", &out), 0);
+	CHECK(string_is(&out, "user-1"));
+	CHECK_INT(c.key_calls, 0);
+	/* then the record */
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "plan", &out), 0);
+	CHECK(string_is(&out, "pro"));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "n", &out), 0);
+	CHECK(num_is(&out, 3));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "nothing", &out), 0);
+	CHECK_INT(out.type, EXPR_NULL);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "$insert_id", &out), 0);
+	CHECK(string_is(&out, "i-1"));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "tags", &out), 0);
+	CHECK(out.type == EXPR_LIST && out.u.list.n == 2 && out.u.list.items == items); /* n_items = 2 */
+	CHECK(string_is(&items[0], "a") && string_is(&items[1], "b"));
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "obj", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "missing", &out), 0);     /* not in the dictionary */
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "unused-key", &out), 0);  /* not in the record */
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "pro", &out), 0);         /* a value's id, not a key */
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "$distinct_id", &out), 0); /* not special here */
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(pc_event_lookup(&ev, EXPR_SCOPE_PROPERTIES, "plans", 4, &out), 0);
+	CHECK(string_is(&out, "pro"));
+
+	/* user[] and group[]: undefined, the record is not consulted */
+	c.key_calls = 0;
+	CHECK_INT(lk(&ev, EXPR_SCOPE_USER, "plan", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_USER, "$time", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(lk(&ev, EXPR_SCOPE_GROUP, "plan", &out), 0);
+	CHECK_INT(out.type, EXPR_UNDEFINED);
+	CHECK_INT(c.key_calls, 0);
+
+	/* a corrupt record: -1 for record lookups only */
+	{
+		static const unsigned char bad[] = { 0x01, 0x01, 0x09 };
+
+		ev.props = bad;
+		ev.props_len = sizeof bad;
+		CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "plan", &out), -1);
+		CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "time", &out), 0);
+		CHECK_INT(lk(&ev, EXPR_SCOPE_EVENT, "name", &out), 0);
+		CHECK(string_is(&out, "Signed"));
+		ev.props = (const unsigned char *)enc.data;
+		ev.props_len = 0;              /* not even the version byte */
+		CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "plan", &out), -1);
+	}
+	/* the empty record */
+	{
+		static const unsigned char empty[] = { PC_VERSION };
+
+		ev.props = empty;
+		ev.props_len = 1;
+		CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "plan", &out), 0);
+		CHECK_INT(out.type, EXPR_UNDEFINED);
+	}
+	/* a dict string in the record whose id the lookup cannot resolve */
+	{
+		static const unsigned char dangling[] = { 0x01, 0x01, PC_DICTSTR, 0x63 };
+
+		ev.props = dangling;
+		ev.props_len = sizeof dangling;
+		CHECK_INT(lk(&ev, EXPR_SCOPE_PROPERTIES, "plan", &out), -1);
+	}
+	cJSON_Delete(p);
+	buf_free(&enc);
+	dict_free(&c.d);
+}
+
 int main(void)
 {
 	TEST_RUN(encodes_null_false_true_as_bare_tags);
@@ -810,5 +1433,14 @@ int main(void)
 	TEST_RUN(decoder_accepts_32_nested_levels_and_rejects_33);
 	TEST_RUN(truncation_at_every_byte_is_detected);
 	TEST_RUN(random_garbage_never_crashes_and_valid_output_parses);
+	TEST_RUN(remap_rewrites_keys_and_top_level_dict_strings);
+	TEST_RUN(remap_of_hand_written_records);
+	TEST_RUN(remap_corrupt_input_and_map_failure_are_store_errors);
+	TEST_RUN(remap_detects_truncation_at_every_byte);
+	TEST_RUN(expr_value_decodes_each_tag);
+	TEST_RUN(expr_value_lists_skip_nested_items_and_respect_capacity);
+	TEST_RUN(expr_value_corrupt_values_are_minus_one);
+	TEST_RUN(expr_value_nesting_limit_matches_find);
+	TEST_RUN(event_lookup_scopes_and_special_names);
 	return TEST_DONE();
 }
