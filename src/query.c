@@ -382,8 +382,12 @@ int q_buckets_unit(struct qctx *q, int64_t from, int64_t to, enum tz_unit unit, 
 	if (qb_alloc(q, b, n))
 		return 1;
 	for (x = s; x < to; x = tz_bucket_next(q->tz, unit, x)) {
-		b->start[b->n] = x;
 		tz_bucket_key(q->tz, unit, x, b->key[b->n], sizeof b->key[0]);
+		/* the hour repeated when clocks go back has the same key: one
+		 * bucket (JSON objects cannot hold a key twice) */
+		if (b->n && !strcmp(b->key[b->n], b->key[b->n - 1]))
+			continue;
+		b->start[b->n] = x;
 		b->n++;
 	}
 	b->start[b->n] = x;
