@@ -14,6 +14,8 @@
  *     keys and short values), append-only, so a string id is stable for the
  *     life of the process and two strings are equal iff their ids are.
  *
+ * Restarts: see colstore_persist().
+ *
  * Currency: colstore_acquire() checks every shard file (PRAGMA data_version
  * on a kept read connection, one cheap call per shard) and re-reads the
  * shards that changed since they were loaded, then rebuilds the sorted view
@@ -72,6 +74,13 @@ void colstore_free(struct colstore *cs); /* NULL-safe; views must be released fi
 /* A view of every event committed before the call (see Currency). */
 enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out);
 void colstore_release(struct cs_view *v); /* NULL-safe */
+
+/* Write the current view to data_dir/<project>/projection.bin when it is
+ * not there yet and was built at least QUIET_MS ago (so a busy project is
+ * not rewritten after every commit).  The first acquire after a restart maps
+ * that file instead of reading every shard when each shard's persistent
+ * change counter still matches; it is a cache, rebuilt whenever in doubt. */
+enum mp_err colstore_persist(struct colstore *cs, int64_t quiet_ms);
 
 /* The string of id ID (1 <= ID < v->n_strings) and its length. */
 const char *cs_string(const struct cs_view *v, uint32_t id, size_t *len);

@@ -156,6 +156,10 @@ int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to)
  * `dict`, in one transaction. */
 enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, struct sqlite3 **db);
 
+/* The shard's change counter (stats 'gen': +1 in every transaction that
+ * changed it; persistent), read through DB; -1 if it cannot be read. */
+int64_t store_shard_gen(struct sqlite3 *db);
+
 /* ---------- saved funnels (meta.db table funnels) ---------- */
 
 /* Save a funnel; DEFINITION is its JSON ({"steps":[...],"length":N,

@@ -27,7 +27,13 @@
 #include "colstore.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +72,7 @@ struct cs_seg {
 	int64_t from_ms, to_ms;    /* the shard's time range */
 	sqlite3 *db;
 	int64_t dv;                /* PRAGMA data_version when loaded */
+	int64_t gen;               /* the shard's persistent change counter when loaded */
 	int refs;                  /* colstore + views; guarded by cs->mu */
 	size_t n;
 	int64_t *t;
@@ -76,6 +83,11 @@ struct cs_seg {
 };
 
 #define CS_MAX_COLUMNS 32
+
+struct cs_file_shard {
+	char key[32];
+	int64_t gen;
+};
 
 struct cs_view_priv {
 	struct colstore *cs;
@@ -89,6 +101,13 @@ struct cs_view_priv {
 	/* by event name */
 	uint32_t *name_sid, *nstart, *npos, *name_of;
 	int64_t *nt;
+	/* a view read from the projection file: arrays point into the mapping */
+	void *map;
+	size_t map_len;
+	struct cs_file_shard *manifest;  /* the shards (key, gen) it reflects */
+	size_t n_manifest;
+	int persisted;             /* the projection file holds this view */
+	int64_t built_ms;          /* monotonic time of the build */
 	/* property columns, built on demand */
 	pthread_mutex_t colmu;
 	struct cs_column *cols[CS_MAX_COLUMNS];
@@ -103,6 +122,8 @@ struct colstore {
 	size_t n_segs;
 	struct cs_view *cur;       /* the newest view (holds one ref) */
 	int stale;                 /* cur misses changes (its rebuild failed) */
+	int file_mode;             /* cur came from the projection file; no segments loaded */
+	int tried_file;            /* the projection file was looked at (once, at the first acquire) */
 };
 
 /* ---------- strings ---------- */
@@ -311,6 +332,7 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 	st = NULL;
 	if (!has_tables)
 		goto out; /* being created: no events yet */
+	g->gen = store_shard_gen(g->db);
 	if (sqlite3_prepare_v2(g->db, "SELECT coalesce(max(id),0) FROM dict", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		rc = MP_E_STORE;
@@ -505,6 +527,13 @@ static void cs_view_free(struct cs_view *v)
 	for (i = 0; i < p->n_segs; i++)
 		cs_seg_unref(p->segs[i]);
 	free(p->segs);
+	free(p->manifest);
+	if (p->map) {
+		/* every array but rec lives in the mapping */
+		munmap(p->map, p->map_len);
+		p->t = p->nt = NULL;
+		p->ev = p->did = p->user = p->ustart = p->ukey = p->name_sid = p->nstart = p->npos = p->name_of = NULL;
+	}
 	free(p->t);
 	free(p->ev);
 	free(p->did);
@@ -775,6 +804,340 @@ nomem:
 	return MP_E_NOMEM;
 }
 
+static int64_t cs_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------- the projection file ----------
+ *
+ * data_dir/<project>/projection.bin holds one view, so a restart need not
+ * re-read every shard: a header, the shards it reflects (key and the
+ * shard's persistent change counter, stats 'gen'), then the view's arrays,
+ * its property records in view order, and the strings.  It is only a
+ * cache: it is used when every shard file is listed with its current
+ * counter, and any mismatch or malformation means "rebuild from the shards".
+ */
+
+#define CS_FILE_NAME "projection.bin"
+#define CS_FILE_VERSION 1
+
+enum { CS_F_MANIFEST, CS_F_T, CS_F_EV, CS_F_DID, CS_F_USER, CS_F_USTART, CS_F_NAME_SID, CS_F_NSTART,
+       CS_F_NT, CS_F_NPOS, CS_F_UKEY, CS_F_NAME_OF, CS_F_ROFF, CS_F_ARENA, CS_F_STROFF, CS_F_STR, CS_F_NSEC };
+
+struct cs_fhdr {
+	char magic[8];
+	uint64_t version;
+	uint64_t n, n_users, n_names, n_strings, n_ukey, n_shards, arena_len, str_len;
+	uint64_t off[CS_F_NSEC];
+	uint64_t total;
+};
+
+struct cs_fw {
+	FILE *f;
+	uint64_t pos;
+	int err;
+};
+
+static void cs_fw_put(struct cs_fw *w, const void *p, size_t n)
+{
+	static const char zero[8];
+
+	if (!w->err && n && fwrite(p, 1, n, w->f) != n)
+		w->err = 1;
+	w->pos += n;
+	if (w->pos % 8) {
+		size_t pad = 8 - w->pos % 8;
+
+		if (!w->err && fwrite(zero, 1, pad, w->f) != pad)
+			w->err = 1;
+		w->pos += pad;
+	}
+}
+
+static void cs_fw_section(struct cs_fw *w, struct cs_fhdr *h, int sec, const void *p, size_t n)
+{
+	h->off[sec] = w->pos;
+	cs_fw_put(w, p, n);
+}
+
+/* Write view V (built from segments) to the projection file. */
+static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
+{
+	struct cs_view_priv *p = v->priv;
+	struct cs_fhdr h;
+	struct cs_fw w = { NULL, 0, 0 };
+	struct cs_file_shard *man = NULL;
+	char path[4096], tmp[4200];
+	uint64_t *roff = NULL, *stroff = NULL, x;
+	size_t i, len;
+	int fd;
+
+	if (p->map || !p->n_segs)
+		return MP_OK;
+	for (i = 0; i < p->n_segs; i++)
+		if (p->segs[i]->gen < 0)
+			return MP_OK; /* a shard without a counter cannot be checked later */
+	snprintf(path, sizeof path, "%s/" CS_FILE_NAME, store_project_dir(cs->sp));
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (!(man = calloc(p->n_segs, sizeof *man)) || !(roff = malloc((v->n + 1) * sizeof *roff)) ||
+	    !(stroff = malloc(((size_t)v->n_strings + 1) * sizeof *stroff))) {
+		free(man);
+		free(roff);
+		return MP_E_NOMEM;
+	}
+	for (i = 0; i < p->n_segs; i++) {
+		snprintf(man[i].key, sizeof man[i].key, "%s", p->segs[i]->key);
+		man[i].gen = p->segs[i]->gen;
+	}
+	for (x = 0, i = 0; i < v->n; i++) {
+		size_t rl;
+		const unsigned char *body = cs_props(v, i, &rl);
+
+		roff[i] = x;
+		x += (uint64_t)(body - v->rec[i]) + rl;  /* length prefix + record */
+	}
+	roff[v->n] = x;
+	for (stroff[0] = stroff[1] = 0, i = 1; i < v->n_strings; i++) {
+		cs_string(v, (uint32_t)i, &len);
+		stroff[i + 1] = stroff[i] + len + 1;
+	}
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, "MPXPROJ1", 8);
+	h.version = CS_FILE_VERSION;
+	h.n = v->n;
+	h.n_users = v->n_users;
+	h.n_names = v->n_names;
+	h.n_strings = v->n_strings;
+	h.n_ukey = p->n_ukey;
+	h.n_shards = p->n_segs;
+	h.arena_len = x;
+	h.str_len = stroff[v->n_strings];
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 || !(w.f = fdopen(fd, "wb"))) {
+		if (fd >= 0)
+			close(fd);
+		free(man);
+		free(roff);
+		free(stroff);
+		return MP_E_IO;
+	}
+	cs_fw_put(&w, &h, sizeof h);
+	cs_fw_section(&w, &h, CS_F_MANIFEST, man, p->n_segs * sizeof *man);
+	cs_fw_section(&w, &h, CS_F_T, v->t, v->n * sizeof *v->t);
+	cs_fw_section(&w, &h, CS_F_EV, v->ev, v->n * sizeof *v->ev);
+	cs_fw_section(&w, &h, CS_F_DID, v->did, v->n * sizeof *v->did);
+	cs_fw_section(&w, &h, CS_F_USER, v->user, v->n * sizeof *v->user);
+	cs_fw_section(&w, &h, CS_F_USTART, v->ustart, ((size_t)v->n_users + 2) * sizeof *v->ustart);
+	cs_fw_section(&w, &h, CS_F_NAME_SID, v->name_sid, (size_t)v->n_names * sizeof *v->name_sid);
+	cs_fw_section(&w, &h, CS_F_NSTART, v->nstart, ((size_t)v->n_names + 1) * sizeof *v->nstart);
+	cs_fw_section(&w, &h, CS_F_NT, v->nt, v->n * sizeof *v->nt);
+	cs_fw_section(&w, &h, CS_F_NPOS, v->npos, v->n * sizeof *v->npos);
+	cs_fw_section(&w, &h, CS_F_UKEY, p->ukey, (size_t)p->n_ukey * sizeof *p->ukey);
+	cs_fw_section(&w, &h, CS_F_NAME_OF, p->name_of, (size_t)p->n_ukey * sizeof *p->name_of);
+	cs_fw_section(&w, &h, CS_F_ROFF, roff, (v->n + 1) * sizeof *roff);
+	h.off[CS_F_ARENA] = w.pos;
+	for (i = 0; i < v->n && !w.err; i++)
+		if (fwrite(v->rec[i], 1, (size_t)(roff[i + 1] - roff[i]), w.f) != (size_t)(roff[i + 1] - roff[i]))
+			w.err = 1;
+	w.pos += x;
+	cs_fw_put(&w, NULL, 0);
+	cs_fw_section(&w, &h, CS_F_STROFF, stroff, ((size_t)v->n_strings + 1) * sizeof *stroff);
+	h.off[CS_F_STR] = w.pos;
+	for (i = 1; i < v->n_strings && !w.err; i++) {
+		const char *str = cs_string(v, (uint32_t)i, &len);
+
+		if (fwrite(str, 1, len + 1, w.f) != len + 1)
+			w.err = 1;
+	}
+	w.pos += h.str_len;
+	cs_fw_put(&w, NULL, 0);
+	h.total = w.pos;
+	if (!w.err && (fseek(w.f, 0, SEEK_SET) != 0 || fwrite(&h, 1, sizeof h, w.f) != sizeof h))
+		w.err = 1;
+	if (fflush(w.f) != 0)
+		w.err = 1;
+	fd = fileno(w.f);
+	if (!w.err && fsync(fd) != 0)
+		w.err = 1;
+	if (fclose(w.f) != 0)
+		w.err = 1;
+	free(man);
+	free(roff);
+	free(stroff);
+	if (w.err || rename(tmp, path) != 0) {
+		log_error("colstore: cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return MP_E_IO;
+	}
+	return MP_OK;
+}
+
+/* Is every shard file listed in MAN with its current change counter? */
+static int cs_manifest_current(struct colstore *cs, const struct cs_file_shard *man, size_t n_man)
+{
+	DIR *d = opendir(store_project_dir(cs->sp));
+	struct dirent *de;
+	size_t seen = 0, i;
+	int ok = 1;
+
+	if (!d)
+		return 0;
+	while (ok && (de = readdir(d))) {
+		char key[32];
+		int64_t a, z;
+		sqlite3 *db = NULL;
+
+		if (!store_shard_file(de->d_name, key, &a, &z))
+			continue;
+		for (i = 0; i < n_man && strcmp(man[i].key, key) != 0; i++)
+			;
+		if (i == n_man || store_shard_open_ro(cs->sp, key, &db) != MP_OK || store_shard_gen(db) != man[i].gen)
+			ok = 0;
+		if (db)
+			sqlite3_close(db);
+		seen++;
+	}
+	closedir(d);
+	return ok && seen == n_man;
+}
+
+#define CS_SEC_OK(sec, bytes) (h->off[sec] % 8 == 0 && h->off[sec] <= h->total && (bytes) <= h->total - h->off[sec])
+
+/* Map the projection file and make it the current view, if it is current
+ * and well-formed.  Returns 1 when it was taken. */
+static int cs_load_file(struct colstore *cs)
+{
+	char path[4096];
+	struct stat st;
+	const struct cs_fhdr *h;
+	struct cs_view *v = NULL;
+	struct cs_view_priv *p = NULL;
+	const unsigned char *base;
+	const uint64_t *roff, *stroff;
+	const struct cs_file_shard *man;
+	void *map;
+	size_t i, len;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/" CS_FILE_NAME, store_project_dir(cs->sp));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof *h) {
+		close(fd);
+		return 0;
+	}
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return 0;
+	base = map;
+	h = map;
+	if (memcmp(h->magic, "MPXPROJ1", 8) != 0 || h->version != CS_FILE_VERSION || h->total != (uint64_t)st.st_size ||
+	    h->n >= UINT32_MAX || h->n_users >= UINT32_MAX || h->n_names >= UINT32_MAX || h->n_strings >= UINT32_MAX ||
+	    h->n_ukey != h->n_strings || h->n_strings < 1 ||
+	    !CS_SEC_OK(CS_F_MANIFEST, h->n_shards * sizeof(struct cs_file_shard)) ||
+	    !CS_SEC_OK(CS_F_T, h->n * 8) || !CS_SEC_OK(CS_F_EV, h->n * 4) || !CS_SEC_OK(CS_F_DID, h->n * 4) ||
+	    !CS_SEC_OK(CS_F_USER, h->n * 4) || !CS_SEC_OK(CS_F_USTART, (h->n_users + 2) * 4) ||
+	    !CS_SEC_OK(CS_F_NAME_SID, h->n_names * 4) || !CS_SEC_OK(CS_F_NSTART, (h->n_names + 1) * 4) ||
+	    !CS_SEC_OK(CS_F_NT, h->n * 8) || !CS_SEC_OK(CS_F_NPOS, h->n * 4) ||
+	    !CS_SEC_OK(CS_F_UKEY, h->n_ukey * 4) || !CS_SEC_OK(CS_F_NAME_OF, h->n_ukey * 4) ||
+	    !CS_SEC_OK(CS_F_ROFF, (h->n + 1) * 8) || !CS_SEC_OK(CS_F_ARENA, h->arena_len) ||
+	    !CS_SEC_OK(CS_F_STROFF, (h->n_strings + 1) * 8) || !CS_SEC_OK(CS_F_STR, h->str_len))
+		goto bad;
+	man = (const void *)(base + h->off[CS_F_MANIFEST]);
+	if (!cs_manifest_current(cs, man, h->n_shards))
+		goto bad;
+	/* the strings, in id order (the string table is still empty) */
+	stroff = (const void *)(base + h->off[CS_F_STROFF]);
+	for (i = 1; i < h->n_strings; i++) {
+		const char *str = (const char *)base + h->off[CS_F_STR] + stroff[i];
+
+		if (stroff[i + 1] <= stroff[i] || stroff[i + 1] > h->str_len ||
+		    str[(len = (size_t)(stroff[i + 1] - stroff[i] - 1))] != '\0' ||
+		    cs_strings_intern(cs->strings, str, len) != i)
+			goto bad;
+	}
+	if (!(v = calloc(1, sizeof *v)) || !(p = calloc(1, sizeof *p)))
+		goto bad;
+	v->priv = p;
+	p->cs = cs;
+	p->refs = 1;
+	p->map = map;
+	p->map_len = (size_t)st.st_size;
+	p->persisted = 1;
+	pthread_mutex_init(&p->colmu, NULL);
+	v->n = (size_t)h->n;
+	v->n_users = (uint32_t)h->n_users;
+	v->n_names = (uint32_t)h->n_names;
+	v->n_strings = (uint32_t)h->n_strings;
+	v->strings = cs->strings;
+	p->n_ukey = (uint32_t)h->n_ukey;
+	v->t = p->t = (void *)(base + h->off[CS_F_T]);
+	v->ev = p->ev = (void *)(base + h->off[CS_F_EV]);
+	v->did = p->did = (void *)(base + h->off[CS_F_DID]);
+	v->user = p->user = (void *)(base + h->off[CS_F_USER]);
+	v->ustart = p->ustart = (void *)(base + h->off[CS_F_USTART]);
+	v->name_sid = p->name_sid = (void *)(base + h->off[CS_F_NAME_SID]);
+	v->nstart = p->nstart = (void *)(base + h->off[CS_F_NSTART]);
+	v->nt = p->nt = (void *)(base + h->off[CS_F_NT]);
+	v->npos = p->npos = (void *)(base + h->off[CS_F_NPOS]);
+	p->ukey = (void *)(base + h->off[CS_F_UKEY]);
+	p->name_of = (void *)(base + h->off[CS_F_NAME_OF]);
+	/* everything an array index comes from is checked: a damaged file is
+	 * refused, never read out of bounds */
+	for (i = 0; i <= v->n_users; i++)
+		if (v->ustart[i] > v->ustart[i + 1] || v->ustart[i + 1] > v->n)
+			goto bad;
+	for (i = 0; i < v->n_names; i++)
+		if (v->nstart[i] > v->nstart[i + 1] || v->nstart[i + 1] > v->n || v->name_sid[i] >= v->n_strings)
+			goto bad;
+	if (v->n_names && v->nstart[v->n_names] != v->n)
+		goto bad;
+	for (i = 0; i < v->n; i++)
+		if (v->ev[i] >= v->n_strings || v->did[i] >= v->n_strings || v->npos[i] >= v->n ||
+		    (v->user[i] != CS_NO_USER && v->user[i] >= v->n_users))
+			goto bad;
+	for (i = 0; i < p->n_ukey; i++)
+		if ((p->ukey[i] != CS_NO_USER && p->ukey[i] >= v->n_users) ||
+		    (p->name_of[i] != CS_NO_USER && p->name_of[i] >= v->n_names))
+			goto bad;
+	roff = (const void *)(base + h->off[CS_F_ROFF]);
+	if (!(p->rec = malloc((v->n ? v->n : 1) * sizeof *p->rec)))
+		goto bad;
+	for (i = 0; i < v->n; i++) {
+		uint64_t rl;
+		const unsigned char *r = base + h->off[CS_F_ARENA] + roff[i], *q;
+
+		if (roff[i] >= roff[i + 1] || roff[i + 1] > h->arena_len ||
+		    !(q = pc_varint(r, base + h->off[CS_F_ARENA] + roff[i + 1], &rl)) ||
+		    rl != (uint64_t)(base + h->off[CS_F_ARENA] + roff[i + 1] - q))
+			goto bad;
+		p->rec[i] = r;
+	}
+	v->rec = p->rec;
+	if (!(p->manifest = malloc((h->n_shards ? h->n_shards : 1) * sizeof *p->manifest)))
+		goto bad;
+	memcpy(p->manifest, man, h->n_shards * sizeof *man);
+	p->n_manifest = h->n_shards;
+	cs->cur = v;
+	cs->file_mode = 1;
+	return 1;
+bad:
+	log_info("colstore: %s is out of date or unreadable: rebuilding from the shards", path);
+	if (v && p) {
+		cs_view_free(v); /* unmaps */
+	} else {
+		free(v);
+		free(p);
+		munmap(map, (size_t)st.st_size);
+	}
+	return 0;
+}
+
 /* ---------- public ---------- */
 
 enum mp_err colstore_open(struct store_project *sp, struct colstore **out)
@@ -814,6 +1177,23 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 	int changed;
 
 	pthread_mutex_lock(&cs->mu);
+	if (!cs->tried_file) {
+		cs->tried_file = 1;
+		cs_load_file(cs);
+	}
+	if (cs->file_mode) {
+		struct cs_view_priv *p = cs->cur->priv;
+
+		if (cs_manifest_current(cs, p->manifest, p->n_manifest)) {
+			p->refs++;
+			*out = cs->cur;
+			pthread_mutex_unlock(&cs->mu);
+			return MP_OK;
+		}
+		/* a shard changed: from now on views come from the shards */
+		cs->file_mode = 0;
+		cs->stale = 1;
+	}
 	rc = cs_sync_segments(cs, &changed);
 	if (rc == MP_OK && (changed || !cs->cur || cs->stale)) {
 		struct cs_view *v;
@@ -821,9 +1201,10 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 		/* a failed build leaves the view stale: the next acquire retries */
 		cs->stale = 1;
 		if ((rc = cs_view_build(cs, &v)) == MP_OK) {
-			cs->stale = 0;
 			struct cs_view *old = cs->cur;
 
+			cs->stale = 0;
+			v->priv->built_ms = cs_now_ms();
 			cs->cur = v;
 			if (old && --old->priv->refs == 0)
 				cs_view_free(old);
@@ -834,6 +1215,31 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 		*out = cs->cur;
 	}
 	pthread_mutex_unlock(&cs->mu);
+	return rc;
+}
+
+enum mp_err colstore_persist(struct colstore *cs, int64_t quiet_ms)
+{
+	struct cs_view *v = NULL;
+	enum mp_err rc;
+
+	pthread_mutex_lock(&cs->mu);
+	if (cs->cur && !cs->file_mode && !cs->stale && !cs->cur->priv->persisted &&
+	    cs_now_ms() - cs->cur->priv->built_ms >= quiet_ms) {
+		v = cs->cur;
+		v->priv->refs++;
+	}
+	pthread_mutex_unlock(&cs->mu);
+	if (!v)
+		return MP_OK;
+	/* the view is immutable: written without holding the lock */
+	rc = cs_persist_view(cs, v);
+	if (rc == MP_OK) {
+		pthread_mutex_lock(&cs->mu);
+		v->priv->persisted = 1;
+		pthread_mutex_unlock(&cs->mu);
+	}
+	colstore_release(v);
 	return rc;
 }
 

@@ -21,9 +21,15 @@ struct query_engine {
 	struct store *st;
 	struct colstore **cs;      /* per project, parallel to cfg->projects */
 	struct tz **tz;
-	pthread_t warm;            /* loads every projection once at start */
+	pthread_t warm;            /* loads every projection at start, then keeps the files */
 	int warm_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stopping;
 };
+
+#define QUERY_PERSIST_EVERY_MS 5000   /* how often the projection files are looked after */
+#define QUERY_PERSIST_QUIET_MS 5000   /* a view this old is written to its file */
 
 /* Build each project's projection in the background right after start, so
  * the first query does not pay for reading every shard (a query that comes
@@ -49,6 +55,23 @@ static void *query_warm_main(void *arg)
 			log_error("project %s: query projection: %s", qe->cfg->projects[i].name, mp_strerror(rc));
 		colstore_release(v);
 	}
+	/* then keep each project's projection file current, so a restart maps it
+	 * instead of reading every shard */
+	pthread_mutex_lock(&qe->mu);
+	while (!qe->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += QUERY_PERSIST_EVERY_MS / 1000;
+		pthread_cond_timedwait(&qe->cv, &qe->mu, &ts);
+		if (qe->stopping)
+			break;
+		pthread_mutex_unlock(&qe->mu);
+		for (i = 0; i < qe->cfg->n_projects; i++)
+			colstore_persist(qe->cs[i], QUERY_PERSIST_QUIET_MS);
+		pthread_mutex_lock(&qe->mu);
+	}
+	pthread_mutex_unlock(&qe->mu);
 	return NULL;
 }
 
@@ -65,6 +88,8 @@ enum mp_err query_engine_open(const struct config *cfg, struct store *st, struct
 	}
 	qe->cfg = cfg;
 	qe->st = st;
+	pthread_mutex_init(&qe->mu, NULL);
+	pthread_cond_init(&qe->cv, NULL);
 	for (i = 0; i < n; i++) {
 		const struct config_project *p = &cfg->projects[i];
 
@@ -91,8 +116,13 @@ void query_engine_free(struct query_engine *qe)
 
 	if (!qe)
 		return;
-	if (qe->warm_started)
+	if (qe->warm_started) {
+		pthread_mutex_lock(&qe->mu);
+		qe->stopping = 1;
+		pthread_cond_signal(&qe->cv);
+		pthread_mutex_unlock(&qe->mu);
 		pthread_join(qe->warm, NULL);
+	}
 	for (i = 0; qe->cfg && i < qe->cfg->n_projects; i++) {
 		if (qe->cs)
 			colstore_free(qe->cs[i]);

@@ -543,7 +543,8 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM stage WHERE seq=?", &sh->st_stage_get)) ||
 	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
-	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+? WHERE name='events'", &sh->st_stat)))
+	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+CASE name WHEN 'gen' THEN 1 ELSE ?1 END "
+						  "WHERE name IN ('events','gen')", &sh->st_stat)))
 		goto fail;
 	sh->anon_seq = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
 	if ((rc = shard_load_dict(sh)) != MP_OK || (rc = shard_load_stage(sh)) != MP_OK)
@@ -1718,6 +1719,18 @@ int store_export_next(struct store_export *ex, struct buf *out)
 const char *store_project_dir(const struct store_project *sp)
 {
 	return sp->dir;
+}
+
+int64_t store_shard_gen(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t g = -1;
+
+	if (sqlite3_prepare_v2(db, "SELECT value FROM stats WHERE name='gen'", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		g = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return g;
 }
 
 enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, sqlite3 **db)
