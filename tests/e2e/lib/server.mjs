@@ -28,7 +28,7 @@ function ini(sections) {
   return out;
 }
 
-export function makeConfig({ server = {}, storage = {}, projects = [DEMO], dir } = {}) {
+export function makeConfig({ server = {}, storage = {}, projects = [DEMO], dir, extra = {} } = {}) {
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), 'mixpaneld-e2e-'));
   const dataDir = storage.data_dir || path.join(dir, 'data');
   const sections = {
@@ -39,6 +39,8 @@ export function makeConfig({ server = {}, storage = {}, projects = [DEMO], dir }
     const { name, ...rest } = p;
     sections[`project.${name}`] = rest;
   }
+  // extra: additional INI sections, e.g. {'service_account.ci': {username: 'ci', secret: 's3cret', projects: 'demo'}}
+  for (const [name, kv] of Object.entries(extra)) sections[name] = kv;
   const configPath = path.join(dir, 'config.ini');
   fs.writeFileSync(configPath, ini(sections));
   return { dir, dataDir, configPath };
