@@ -414,21 +414,23 @@ out:
 int q_segmentation_sum(struct qctx *q, int average)
 {
 	const char *event = q_param(q, "event");
-	struct expr *on = NULL, *where = NULL;
+	struct expr *on = NULL;
+	struct qx where;
 	struct qbuckets b = { 0 };
 	double *sum = NULL, *cnt = NULL;
 	int64_t from, to;
 	struct cs_eval ce;
-	uint32_t eid;
-	size_t i, j;
+	uint32_t x;
+	size_t i, j, a, z;
 	int rc;
 	char stamp[64];
 
+	memset(&where, 0, sizeof where);
 	if (!event)
 		return q_fail(q, 400, "'event' is a required parameter");
 	if (!q_param(q, "on"))
 		return q_fail(q, 400, "'on' is a required parameter (a numeric expression)");
-	if (q_expr(q, "on", &on) || q_expr(q, "where", &where) ||
+	if (q_expr(q, "on", &on) || q_qx_param(q, "where", &where) ||
 	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY), 0)) {
 		rc = q->status;
 		goto out;
@@ -437,27 +439,28 @@ int q_segmentation_sum(struct qctx *q, int average)
 		rc = q_oom(q);
 		goto out;
 	}
-	eid = seg_event_id(q, event);
 	cs_eval_init(&ce, q->v);
-	for (i = 0; eid && i < q->v->n; i++) {
+	/* the event's own events in the range, from the by-name index */
+	x = cs_name_index(q->v, seg_event_id(q, event));
+	a = z = 0;
+	if (x != CS_NO_USER) {
+		a = cs_lower_bound(q->v->nt, q->v->nstart[x], q->v->nstart[x + 1], from);
+		z = cs_lower_bound(q->v->nt, a, q->v->nstart[x + 1], to);
+	}
+	for (i = a; i < z; i++) {
 		struct expr_value val;
-		enum mp_err er;
+		int r;
 
-		if (q->v->ev[i] != eid || q->v->t[i] < from || q->v->t[i] >= to ||
-		    (j = qb_find(&b, q->v->t[i])) == SIZE_MAX)
+		if ((j = qb_find(&b, q->v->nt[i])) == SIZE_MAX)
 			continue;
-		ce.i = i;
-		if (where) {
-			int r = q_where(q, where, &ce);
-
-			if (r < 0) {
-				rc = q->status;
-				goto out;
-			}
-			if (!r)
-				continue;
+		ce.i = q->v->npos[i];
+		if ((r = q_qx_where(q, &where, &ce)) < 0) {
+			rc = q->status;
+			goto out;
 		}
-		if ((er = expr_eval(on, cs_eval_lookup, &ce, &val)) != MP_OK) {
+		if (!r)
+			continue;
+		if (expr_eval(on, cs_eval_lookup, &ce, &val) != MP_OK) {
 			rc = q_fail(q, 400, "cannot evaluate 'on': %s", expr_error(on));
 			goto out;
 		}
@@ -491,7 +494,7 @@ out:
 	free(cnt);
 	qb_free(&b);
 	expr_free(on);
-	expr_free(where);
+	q_qx_free(&where);
 	return rc;
 }
 
