@@ -51,8 +51,9 @@ struct cs_view {
 	const uint32_t *ev;        /* string id of the event name */
 	const uint32_t *did;       /* string id of the distinct_id */
 	const uint32_t *user;      /* user key, 0..n_users-1, or CS_NO_USER */
-	const unsigned char *const *rec; /* property record of each event: a varint
-				      length, then the record (use cs_props) */
+	uintptr_t rec_base;        /* property record of event i (a varint length, then
+				      the record; use cs_props) at rec_base + rec_off[i] */
+	const uint64_t *rec_off;
 	uint32_t n_users;
 	const uint32_t *ustart;    /* events of user u: [ustart[u], ustart[u+1]); then the CS_NO_USER ones */
 	/* the same events grouped by event name, each group in time order */
@@ -107,6 +108,8 @@ struct cs_column {
 	uint32_t key;
 	const uint32_t *code;
 	const double *num;         /* NULL when no event has a number */
+	const uint32_t *ncode;     /* the same in by-name order: ncode[j] = code[npos[j]] */
+	const double *nnum;
 };
 /* The column (NULL on out of memory). */
 const struct cs_column *cs_column(const struct cs_view *v, uint32_t key);
@@ -126,6 +129,8 @@ uint32_t colstore_user_key(const struct cs_view *v, uint32_t did);
 struct cs_eval {
 	const struct cs_view *v;
 	size_t i;
+	size_t j;                  /* the event's index in the by-name order, or SIZE_MAX
+				      (lets column reads be sequential in by-name scans) */
 	/* private: property names resolved to string ids, and list scratch */
 	struct { const char *name; size_t len; uint32_t id; } names[16];
 	size_t n_names;

@@ -62,7 +62,27 @@ int pc_find(const unsigned char *p, size_t n, int64_t key_id,
 
 /* Decoding primitives (bounds-checked); return the position after the
  * item, or NULL when it would run past END. */
-const unsigned char *pc_varint(const unsigned char *p, const unsigned char *end, uint64_t *v);
+static inline const unsigned char *pc_varint(const unsigned char *p, const unsigned char *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	int shift = 0;
+
+	if (p < end && !(*p & 0x80)) {     /* the common case: one byte */
+		*v = *p;
+		return p + 1;
+	}
+	while (p < end && shift < 64) {
+		unsigned char c = *p++;
+
+		r |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*v = r;
+			return p;
+		}
+		shift += 7;
+	}
+	return NULL;
+}
 const unsigned char *pc_skip_value(const unsigned char *p, const unsigned char *end, int depth);
 
 /* Copy record P (N bytes) to OUT with every dict id (keys and top-level

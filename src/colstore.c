@@ -43,6 +43,12 @@
 #include "log.h"
 #include "propcodec.h"
 
+/* Event I's record with its length prefix. */
+static inline const unsigned char *cs_rec(const struct cs_view *v, size_t i)
+{
+	return (const unsigned char *)(v->rec_base + (uintptr_t)v->rec_off[i]);
+}
+
 #define CS_CHUNK_BITS 16
 #define CS_CHUNK ((uint32_t)1 << CS_CHUNK_BITS)
 #define CS_MAX_CHUNKS 65536u
@@ -96,7 +102,7 @@ struct cs_view_priv {
 	size_t n_segs;
 	int64_t *t;
 	uint32_t *ev, *did, *user, *ustart, *ukey;
-	const unsigned char **rec;
+	uint64_t *rec;             /* rec_off: addresses (memory views) or file offsets */
 	uint32_t n_ukey;
 	/* by event name */
 	uint32_t *name_sid, *nstart, *npos, *name_of;
@@ -549,6 +555,8 @@ static void cs_view_free(struct cs_view *v)
 	for (i = 0; i < p->n_cols; i++) {
 		free((void *)p->cols[i]->code);
 		free((void *)p->cols[i]->num);
+		free((void *)p->cols[i]->ncode);
+		free((void *)p->cols[i]->nnum);
 		free(p->cols[i]);
 	}
 	pthread_mutex_destroy(&p->colmu);
@@ -597,7 +605,7 @@ static enum mp_err cs_fix_order(struct cs_view_priv *p, size_t n, uint32_t nu, u
 	uint32_t *perm = NULL, *idx = NULL, r;
 	int64_t *t2 = NULL;
 	uint32_t *u2 = NULL;
-	const unsigned char **r2 = NULL;
+	uint64_t *r2 = NULL;
 	size_t i, k;
 
 	if (!(perm = malloc((n ? n : 1) * sizeof *perm)) || !(idx = malloc((n ? n : 1) * sizeof *idx)) ||
@@ -763,7 +771,7 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 			p->ev[at] = g->ev[k];
 			p->did[at] = g->did[k];
 			p->user[at] = u;
-			p->rec[at] = (const unsigned char *)g->arena.data + g->off[k];
+			p->rec[at] = (uint64_t)(uintptr_t)(g->arena.data + g->off[k]);
 			{
 				size_t x = ncnt[p->name_of[g->ev[k]]]++;
 
@@ -790,7 +798,8 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	v->ev = p->ev;
 	v->did = p->did;
 	v->user = p->user;
-	v->rec = p->rec;
+	v->rec_base = 0;
+	v->rec_off = p->rec;
 	v->n_users = nu;
 	v->ustart = p->ustart;
 	v->n_strings = cs->strings->n ? cs->strings->n : 1;
@@ -898,7 +907,7 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 		const unsigned char *body = cs_props(v, i, &rl);
 
 		roff[i] = x;
-		x += (uint64_t)(body - v->rec[i]) + rl;  /* length prefix + record */
+		x += (uint64_t)(body - cs_rec(v, i)) + rl;  /* length prefix + record */
 	}
 	roff[v->n] = x;
 	for (stroff[0] = stroff[1] = 0, i = 1; i < v->n_strings; i++) {
@@ -941,7 +950,7 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 	cs_fw_section(&w, &h, CS_F_ROFF, roff, (v->n + 1) * sizeof *roff);
 	h.off[CS_F_ARENA] = w.pos;
 	for (i = 0; i < v->n && !w.err; i++)
-		if (fwrite(v->rec[i], 1, (size_t)(roff[i + 1] - roff[i]), w.f) != (size_t)(roff[i + 1] - roff[i]))
+		if (fwrite(cs_rec(v, i), 1, (size_t)(roff[i + 1] - roff[i]), w.f) != (size_t)(roff[i + 1] - roff[i]))
 			w.err = 1;
 	w.pos += x;
 	cs_fw_put(&w, NULL, 0);
@@ -1097,28 +1106,30 @@ static int cs_load_file(struct colstore *cs)
 			goto bad;
 	if (v->n_names && v->nstart[v->n_names] != v->n)
 		goto bad;
-	for (i = 0; i < v->n; i++)
-		if (v->ev[i] >= v->n_strings || v->did[i] >= v->n_strings || v->npos[i] >= v->n ||
-		    (v->user[i] != CS_NO_USER && v->user[i] >= v->n_users))
-			goto bad;
+	/* ev and did are read through cs_string(), which checks ids; user
+	 * values are only compared, never used as indexes */
 	for (i = 0; i < p->n_ukey; i++)
 		if ((p->ukey[i] != CS_NO_USER && p->ukey[i] >= v->n_users) ||
 		    (p->name_of[i] != CS_NO_USER && p->name_of[i] >= v->n_names))
 			goto bad;
+	/* the records' extents are checked (offsets ascending, inside the
+	 * arena); their bytes and length prefixes are not read, so loading
+	 * touches no page of the arena: the file is ours, written whole and
+	 * renamed into place after fsync */
 	roff = (const void *)(base + h->off[CS_F_ROFF]);
-	if (!(p->rec = malloc((v->n ? v->n : 1) * sizeof *p->rec)))
-		goto bad;
-	for (i = 0; i < v->n; i++) {
-		uint64_t rl;
-		const unsigned char *r = base + h->off[CS_F_ARENA] + roff[i], *q;
+	{
+		uint64_t bad = roff[v->n] > h->arena_len;
+		uint32_t maxpos = 0;
 
-		if (roff[i] >= roff[i + 1] || roff[i + 1] > h->arena_len ||
-		    !(q = pc_varint(r, base + h->off[CS_F_ARENA] + roff[i + 1], &rl)) ||
-		    rl != (uint64_t)(base + h->off[CS_F_ARENA] + roff[i + 1] - q))
+		for (i = 0; i < v->n; i++) {
+			bad |= roff[i] >= roff[i + 1];
+			maxpos = v->npos[i] > maxpos ? v->npos[i] : maxpos;
+		}
+		if (bad || (v->n && maxpos >= v->n))
 			goto bad;
-		p->rec[i] = r;
 	}
-	v->rec = p->rec;
+	v->rec_base = (uintptr_t)(base + h->off[CS_F_ARENA]);
+	v->rec_off = roff;
 	if (!(p->manifest = malloc((h->n_shards ? h->n_shards : 1) * sizeof *p->manifest)))
 		goto bad;
 	memcpy(p->manifest, man, h->n_shards * sizeof *man);
@@ -1284,12 +1295,13 @@ uint32_t cs_string_id(const struct cs_view *v, const char *s, size_t n)
 
 const unsigned char *cs_props(const struct cs_view *v, size_t i, size_t *len)
 {
-	const unsigned char *p = v->rec[i];
-	uint64_t n;
+	const unsigned char *p = cs_rec(v, i);
+	uint64_t n = 0;
 	const unsigned char *q = pc_varint(p, p + 10, &n);
 
-	*len = (size_t)n;
-	return q;
+	/* the prefix was written by cs_seg_load or checked by cs_load_file */
+	*len = q ? (size_t)n : 0;
+	return q ? q : p;
 }
 
 uint32_t cs_name_index(const struct cs_view *v, uint32_t sid)
@@ -1356,6 +1368,23 @@ static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key)
 	}
 	c->code = code;
 	c->num = num;
+	{
+		uint32_t *ncode = malloc((v->n ? v->n : 1) * sizeof *ncode);
+		double *nnum = num ? malloc((v->n ? v->n : 1) * sizeof *nnum) : NULL;
+
+		if (!ncode || (num && !nnum)) {
+			free(ncode);
+			free(nnum);
+			goto nomem;
+		}
+		for (i = 0; i < v->n; i++) {
+			ncode[i] = code[v->npos[i]];
+			if (nnum)
+				nnum[i] = num[v->npos[i]];
+		}
+		c->ncode = ncode;
+		c->nnum = nnum;
+	}
 	return c;
 nomem:
 	free(c);
@@ -1399,6 +1428,7 @@ void cs_eval_init(struct cs_eval *ce, const struct cs_view *v)
 {
 	memset(ce, 0, sizeof *ce);
 	ce->v = v;
+	ce->j = SIZE_MAX;
 }
 
 static const char *cs_eval_str(void *ctx, int64_t id, size_t *len)

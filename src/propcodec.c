@@ -145,24 +145,6 @@ enum mp_err pc_encode(const cJSON *props, const char *const *skip, const char *i
 	return MP_OK;
 }
 
-const unsigned char *pc_varint(const unsigned char *p, const unsigned char *end, uint64_t *v)
-{
-	uint64_t r = 0;
-	int shift = 0;
-
-	while (p < end && shift < 64) {
-		unsigned char c = *p++;
-
-		r |= (uint64_t)(c & 0x7f) << shift;
-		if (!(c & 0x80)) {
-			*v = r;
-			return p;
-		}
-		shift += 7;
-	}
-	return NULL;
-}
-
 const unsigned char *pc_skip_value(const unsigned char *p, const unsigned char *end, int depth)
 {
 	uint64_t n, i, kl;

@@ -51,14 +51,16 @@ static int seg_count(void *ctx, size_t k)
 
 /* Count event I (in bucket H->bucket): where, then its segments. */
 static int seg_one(struct qctx *q, const struct seg_spec *sp, struct cs_eval *ce, struct seg_hit *h,
-		   size_t i, size_t *by_name)
+		   size_t i, size_t j, size_t *by_name)
 {
 	int r;
 
 	ce->i = i;
+	ce->j = j;
 	if ((r = q_qx_where(q, sp->where, ce)) <= 0)
 		return r;
-	h->user = q->v->user[i];
+	/* users are counted only in the user-order scan */
+	h->user = sp->need_unique ? q->v->user[i] : CS_NO_USER;
 	if (sp->on->e)
 		return q_qx_on(q, sp->on, ce, h->segs, seg_count, h);
 	if (*by_name == SIZE_MAX) {
@@ -102,7 +104,7 @@ static int seg_scan(struct qctx *q, const struct seg_spec *sp, struct qsegs *s)
 				if (bk == sp->b->n || t < sp->b->start[bk])
 					continue;
 				h.bucket = bk;
-				if (seg_one(q, sp, &ce, &h, v->npos[i], &by_name) < 0)
+				if (seg_one(q, sp, &ce, &h, v->npos[i], i, &by_name) < 0)
 					return 1;
 			}
 		}
@@ -114,7 +116,7 @@ static int seg_scan(struct qctx *q, const struct seg_spec *sp, struct qsegs *s)
 			if (v->ev[i] != sp->eids[k] || v->t[i] < sp->from || v->t[i] >= sp->to ||
 			    (h.bucket = qb_find(sp->b, v->t[i])) == SIZE_MAX)
 				continue;
-			if (seg_one(q, sp, &ce, &h, i, &by_name) < 0)
+			if (seg_one(q, sp, &ce, &h, i, SIZE_MAX, &by_name) < 0)
 				return 1;
 		}
 	}
@@ -454,6 +456,7 @@ int q_segmentation_sum(struct qctx *q, int average)
 		if ((j = qb_find(&b, q->v->nt[i])) == SIZE_MAX)
 			continue;
 		ce.i = q->v->npos[i];
+		ce.j = i;
 		if ((r = q_qx_where(q, &where, &ce)) < 0) {
 			rc = q->status;
 			goto out;

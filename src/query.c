@@ -723,7 +723,7 @@ static int32_t *q_qx_slot(struct qx *x, struct cs_eval *ce)
 
 	if (!x->col)
 		return NULL;
-	code = x->col->code[ce->i];
+	code = ce->j != SIZE_MAX ? x->col->ncode[ce->j] : x->col->code[ce->i];
 	if (code == CS_V_NUMBER || code == CS_V_OTHER || code >= x->memo_n)
 		return NULL;
 	if (!x->memo && !(x->memo = calloc(x->memo_n, sizeof *x->memo))) {
