@@ -423,6 +423,29 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 	}
 	if (r != SQLITE_DONE)
 		rc = MP_E_STORE;
+	if (rc == MP_OK && g->n && g->n < cap) {
+		/* give back what the doubling reserved (up to half the memory) */
+		int64_t *t = realloc(g->t, g->n * sizeof *t);
+		uint32_t *ev = realloc(g->ev, g->n * sizeof *ev), *did = realloc(g->did, g->n * sizeof *did);
+		size_t *off = realloc(g->off, g->n * sizeof *off);
+
+		if (t)
+			g->t = t;
+		if (ev)
+			g->ev = ev;
+		if (did)
+			g->did = did;
+		if (off)
+			g->off = off;
+	}
+	if (rc == MP_OK && g->arena.len && g->arena.len + 1 < g->arena.cap) {
+		char *a = realloc(g->arena.data, g->arena.len + 1);
+
+		if (a) {
+			g->arena.data = a;
+			g->arena.cap = g->arena.len + 1;
+		}
+	}
 out:
 	sqlite3_finalize(st);
 	sqlite3_exec(g->db, "COMMIT", NULL, NULL, NULL);

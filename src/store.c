@@ -48,6 +48,7 @@
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
 #define STORE_STAGE_MAX 32768            /* staged events that trigger a merge into `events` */
+#define STORE_IDLE_RELEASE_S 2           /* idle writer: release page caches after this long */
 #define STORE_SLOT_BITS 20
 #define STORE_SLOTS ((int64_t)1 << STORE_SLOT_BITS)
 #define STORE_MAX_TIME_MS ((int64_t)1 << 42)   /* 2109-05-15; row ids stay below 2^62 */
@@ -1014,12 +1015,34 @@ static void *store_writer_main(void *arg)
 {
 	struct store_project *sp = arg;
 
+	int cached = 0;            /* page caches may hold memory since the last release */
+
 	for (;;) {
 		struct store_batch *group, *b, *next;
 
 		pthread_mutex_lock(&sp->mu);
-		while (!sp->q_head && !sp->stopping)
-			pthread_cond_wait(&sp->cv, &sp->mu);
+		while (!sp->q_head && !sp->stopping) {
+			struct timespec ts;
+
+			if (!cached) {
+				pthread_cond_wait(&sp->cv, &sp->mu);
+				continue;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += STORE_IDLE_RELEASE_S;
+			if (pthread_cond_timedwait(&sp->cv, &sp->mu, &ts) != 0 && !sp->q_head && !sp->stopping) {
+				/* idle: give back the shards' page caches (up to
+				 * 64 MiB each) until the next write needs them */
+				size_t i;
+
+				pthread_mutex_unlock(&sp->mu);
+				for (i = 0; i < sp->n_shards; i++)
+					sqlite3_db_release_memory(sp->shards[i]->db);
+				sqlite3_db_release_memory(sp->meta);
+				cached = 0;
+				pthread_mutex_lock(&sp->mu);
+			}
+		}
 		group = sp->q_head;
 		sp->q_head = sp->q_tail = NULL;
 		if (!group && sp->stopping) {
@@ -1031,6 +1054,7 @@ static void *store_writer_main(void *arg)
 		for (b = group; b; b = b->next_)
 			b->rc = MP_OK;
 		store_commit_group(sp, group);
+		cached = 1;
 		for (b = group; b; b = next) {
 			next = b->next_;
 			b->next_ = NULL;
