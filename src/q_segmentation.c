@@ -411,7 +411,23 @@ out:
 	return rc;
 }
 
-/* ---------- segmentation/sum and /average ---------- */
+/* ---------- segmentation/sum, /average and /numeric ---------- */
+
+/* `where`, then the value of `on`, for event ce->i: 1 kept (*VAL set), 0
+ * filtered out, -1 error (q_fail done). */
+static int seg_where_on(struct qctx *q, struct qx *where, struct expr *on, struct cs_eval *ce,
+			struct expr_value *val)
+{
+	int r = q_qx_where(q, where, ce);
+
+	if (r <= 0)
+		return r;
+	if (expr_eval(on, cs_eval_lookup, ce, val) != MP_OK) {
+		q_fail(q, 400, "cannot evaluate 'on': %s", expr_error(on));
+		return -1;
+	}
+	return 1;
+}
 
 int q_segmentation_sum(struct qctx *q, int average)
 {
@@ -457,16 +473,12 @@ int q_segmentation_sum(struct qctx *q, int average)
 			continue;
 		ce.i = q->v->npos[i];
 		ce.j = i;
-		if ((r = q_qx_where(q, &where, &ce)) < 0) {
+		if ((r = seg_where_on(q, &where, on, &ce, &val)) < 0) {
 			rc = q->status;
 			goto out;
 		}
 		if (!r)
 			continue;
-		if (expr_eval(on, cs_eval_lookup, &ce, &val) != MP_OK) {
-			rc = q_fail(q, 400, "cannot evaluate 'on': %s", expr_error(on));
-			goto out;
-		}
 		cnt[j] += 1;
 		if (val.type == EXPR_NUMBER && isfinite(val.u.n))
 			sum[j] += val.u.n;
@@ -531,7 +543,8 @@ struct num_hit {
 int q_segmentation_numeric(struct qctx *q)
 {
 	const char *event = q_param(q, "event");
-	struct expr *on = NULL, *where = NULL;
+	struct expr *on = NULL;
+	struct qx where;
 	struct qbuckets b = { 0 };
 	struct qsegs s;
 	struct num_hit *hits = NULL;
@@ -544,11 +557,12 @@ int q_segmentation_numeric(struct qctx *q)
 	int rc;
 
 	memset(&s, 0, sizeof s);
+	memset(&where, 0, sizeof where);
 	if (!event)
 		return q_fail(q, 400, "'event' is a required parameter");
 	if (!q_param(q, "on"))
 		return q_fail(q, 400, "'on' is a required parameter (a numeric expression)");
-	if (seg_type_param(q, 0, &type) || q_expr(q, "on", &on) || q_expr(q, "where", &where) ||
+	if (seg_type_param(q, 0, &type) || q_expr(q, "on", &on) || q_qx_param(q, "where", &where) ||
 	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY), 0)) {
 		rc = q->status;
 		goto out;
@@ -557,25 +571,16 @@ int q_segmentation_numeric(struct qctx *q)
 	cs_eval_init(&ce, q->v);
 	for (i = 0; eid && i < q->v->n; i++) {
 		struct expr_value val;
+		int r;
 
 		if (q->v->ev[i] != eid || q->v->t[i] < from || q->v->t[i] >= to)
 			continue;
 		ce.i = i;
-		if (where) {
-			int r = q_where(q, where, &ce);
-
-			if (r < 0) {
-				rc = q->status;
-				goto out;
-			}
-			if (!r)
-				continue;
-		}
-		if (expr_eval(on, cs_eval_lookup, &ce, &val) != MP_OK) {
-			rc = q_fail(q, 400, "cannot evaluate 'on': %s", expr_error(on));
+		if ((r = seg_where_on(q, &where, on, &ce, &val)) < 0) {
+			rc = q->status;
 			goto out;
 		}
-		if (val.type != EXPR_NUMBER || !isfinite(val.u.n))
+		if (!r || val.type != EXPR_NUMBER || !isfinite(val.u.n))
 			continue;
 		if (n_hits == cap) {
 			struct num_hit *nh = realloc(hits, (cap = cap ? cap * 2 : 1024) * sizeof *nh);
@@ -628,6 +633,6 @@ out:
 	qsegs_free(&s);
 	qb_free(&b);
 	expr_free(on);
-	expr_free(where);
+	q_qx_free(&where);
 	return rc;
 }

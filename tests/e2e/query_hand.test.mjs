@@ -107,6 +107,10 @@ const RET_EVENTS = [
   E('Signup', 'r4', '2024-07-02T08:00:00.000Z', { plan: 'pro' }),
   E('Use', 'r4', '2024-07-02T08:00:00.000Z'), E('Use', 'r4', '2024-07-03T07:59:59.999Z'),
   E('Signup', 'r5', '2024-07-02T09:00:00.000Z', { plan: 'free' }), E('Signup', 'r5', '2024-07-03T09:00:00.000Z', { plan: 'free' }),
+  // segmentation/numeric (August, away from the July cohorts)
+  E('Pay', 'p1', '2024-08-01T10:00:00.000Z', { amount: 2000 }), E('Pay', 'p1', '2024-08-01T11:00:00.000Z', { amount: 2005 }),
+  E('Pay', 'p2', '2024-08-01T12:00:00.000Z', { amount: 2050 }), E('Pay', 'p1', '2024-08-02T10:00:00.000Z', { amount: 2150 }),
+  E('Pay', 'p3', '2024-08-02T11:00:00.000Z', { amount: 'x' }), E('Pay', 'p3', '2024-08-02T12:00:00.000Z'),
 ];
 
 // recent (UTC): events/names and events/properties/values look at the last 31 days.
@@ -365,6 +369,28 @@ describe('segmentation/sum and segmentation/average', () => {
     hours['2024-05-07 10:00:00'] = 4.5; hours['2024-05-07 11:00:00'] = 2;
     await expectResults(q(srv, 'segmentation/sum', { event: 'Purchase', from_date: '2024-05-07', to_date: '2024-05-07', on: 'properties["price"]', unit: 'hour' }),
       hours, 'sum hour');
+  });
+});
+
+// ---- segmentation/numeric ------------------------------------------------------------
+
+describe('segmentation/numeric', () => {
+  // amounts 2000..2150: the smallest of 1, 2, 5 x 10^k giving at most 10 ranges is 20
+  // (8 ranges from 2,000); non-numbers and missing values are left out
+  test('ranges of a nice width, labelled with thousands separators; general and unique', async () => {
+    const p = { event: 'Pay', from_date: '2024-08-01', to_date: '2024-08-02', on: 'properties["amount"]' };
+    await expectOk(q(srv, 'segmentation/numeric', p, { auth: RET.api_secret }), { data: { series: ['2024-08-01', '2024-08-02'], values: {
+      '2,000 - 2,020': { '2024-08-01': 2, '2024-08-02': 0 },
+      '2,040 - 2,060': { '2024-08-01': 1, '2024-08-02': 0 },
+      '2,140 - 2,160': { '2024-08-01': 0, '2024-08-02': 1 } } }, legend_size: 3 }, 'numeric general');
+    await expectOk(q(srv, 'segmentation/numeric', { ...p, type: 'unique' }, { auth: RET.api_secret }), { data: { series: ['2024-08-01', '2024-08-02'], values: {
+      '2,000 - 2,020': { '2024-08-01': 1, '2024-08-02': 0 },
+      '2,040 - 2,060': { '2024-08-01': 1, '2024-08-02': 0 },
+      '2,140 - 2,160': { '2024-08-01': 0, '2024-08-02': 1 } } }, legend_size: 3 }, 'numeric unique');
+    await expectOk(q(srv, 'segmentation/numeric', { ...p, where: 'properties["amount"] < 2100' }, { auth: RET.api_secret }), { data: { series: ['2024-08-01', '2024-08-02'], values: {
+      // min 2000, max 2050: width 10 gives 6 ranges
+      '2,000 - 2,010': { '2024-08-01': 2, '2024-08-02': 0 },
+      '2,050 - 2,060': { '2024-08-01': 1, '2024-08-02': 0 } } }, legend_size: 2 }, 'numeric where');
   });
 });
 
