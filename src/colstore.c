@@ -69,7 +69,7 @@ struct cs_strings {
 	char *cur_block;           /* small strings are packed here */
 	size_t block_used;
 	/* hash index: id per slot, 0 = empty */
-	uint32_t *idx;
+	uint64_t *idx;             /* slot: hash << 32 | id (0 = empty): probes compare hashes first */
 	size_t idx_cap;
 };
 
@@ -130,6 +130,8 @@ struct colstore {
 	int stale;                 /* cur misses changes (its rebuild failed) */
 	int file_mode;             /* cur came from the projection file; no segments loaded */
 	int tried_file;            /* the projection file was looked at (once, at the first acquire) */
+	void *map;                 /* the mapped projection file (strings point into it), or NULL */
+	size_t map_len;
 };
 
 /* ---------- strings ---------- */
@@ -140,7 +142,9 @@ static uint64_t cs_hash(const char *s, size_t n)
 
 	while (n--)
 		h = (h ^ (unsigned char)*s++) * 0x100000001b3ULL;
-	return h ^ (h >> 29);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	return h ^ (h >> 33);
 }
 
 static const struct cs_str *cs_str_at(const struct cs_strings *ss, uint32_t id)
@@ -150,26 +154,39 @@ static const struct cs_str *cs_str_at(const struct cs_strings *ss, uint32_t id)
 
 static uint32_t cs_strings_find(const struct cs_strings *ss, const char *s, size_t n)
 {
+	uint64_t h = cs_hash(s, n);
+	uint32_t h32 = (uint32_t)(h >> 32);
 	size_t i;
 
 	if (!ss->idx_cap)
 		return 0;
-	for (i = cs_hash(s, n) & (ss->idx_cap - 1);; i = (i + 1) & (ss->idx_cap - 1)) {
-		uint32_t id = ss->idx[i];
+	for (i = h & (ss->idx_cap - 1);; i = (i + 1) & (ss->idx_cap - 1)) {
+		uint64_t slot = ss->idx[i];
 		const struct cs_str *e;
 
-		if (!id)
+		if (!slot)
 			return 0;
-		e = cs_str_at(ss, id);
+		if ((uint32_t)(slot >> 32) != h32)
+			continue;
+		e = cs_str_at(ss, (uint32_t)slot);
 		if (e->len == n && memcmp(e->s, s, n) == 0)
-			return id;
+			return (uint32_t)slot;
 	}
+}
+
+static void cs_strings_slot(uint64_t *idx, size_t cap, uint64_t h, uint32_t id)
+{
+	size_t j;
+
+	for (j = h & (cap - 1); idx[j]; j = (j + 1) & (cap - 1))
+		;
+	idx[j] = (h >> 32 << 32) | id;
 }
 
 static enum mp_err cs_strings_grow_idx(struct cs_strings *ss)
 {
-	size_t cap = ss->idx_cap ? ss->idx_cap * 2 : 1 << 16, j;
-	uint32_t *idx = calloc(cap, sizeof *idx);
+	size_t cap = ss->idx_cap ? ss->idx_cap * 2 : 1 << 16;
+	uint64_t *idx = calloc(cap, sizeof *idx);
 	uint32_t id;
 
 	if (!idx)
@@ -177,9 +194,7 @@ static enum mp_err cs_strings_grow_idx(struct cs_strings *ss)
 	for (id = 1; id < ss->n; id++) {
 		const struct cs_str *e = cs_str_at(ss, id);
 
-		for (j = cs_hash(e->s, e->len) & (cap - 1); idx[j]; j = (j + 1) & (cap - 1))
-			;
-		idx[j] = id;
+		cs_strings_slot(idx, cap, cs_hash(e->s, e->len), id);
 	}
 	free(ss->idx);
 	ss->idx = idx;
@@ -234,7 +249,6 @@ static uint32_t cs_strings_intern(struct cs_strings *ss, const char *s, size_t n
 	uint32_t id = cs_strings_find(ss, s, n);
 	struct cs_str *chunk;
 	char *dst;
-	size_t j;
 
 	if (id)
 		return id;
@@ -253,9 +267,7 @@ static uint32_t cs_strings_intern(struct cs_strings *ss, const char *s, size_t n
 	chunk[id & (CS_CHUNK - 1)].s = dst;
 	chunk[id & (CS_CHUNK - 1)].len = (uint32_t)n;
 	ss->n = id + 1;
-	for (j = cs_hash(s, n) & (ss->idx_cap - 1); ss->idx[j]; j = (j + 1) & (ss->idx_cap - 1))
-		;
-	ss->idx[j] = id;
+	cs_strings_slot(ss->idx, ss->idx_cap, cs_hash(s, n), id);
 	return id;
 }
 
@@ -558,8 +570,8 @@ static void cs_view_free(struct cs_view *v)
 	free(p->segs);
 	free(p->manifest);
 	if (p->map) {
-		/* every array but rec lives in the mapping */
-		munmap(p->map, p->map_len);
+		/* the arrays live in the mapping, which the colstore owns (its
+		 * strings point into it too) */
 		p->t = p->nt = NULL;
 		p->ev = p->did = p->user = p->ustart = p->ukey = p->name_sid = p->nstart = p->npos = p->name_of = NULL;
 	}
@@ -823,6 +835,7 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	v->user = p->user;
 	v->rec_base = 0;
 	v->rec_off = p->rec;
+	v->rec_limit = UINT64_MAX;     /* absolute addresses of the segments' records */
 	v->n_users = nu;
 	v->ustart = p->ustart;
 	v->n_strings = cs->strings->n ? cs->strings->n : 1;
@@ -855,15 +868,16 @@ static int64_t cs_now_ms(void)
  */
 
 #define CS_FILE_NAME "projection.bin"
-#define CS_FILE_VERSION 1
+#define CS_FILE_VERSION 2
 
 enum { CS_F_MANIFEST, CS_F_T, CS_F_EV, CS_F_DID, CS_F_USER, CS_F_USTART, CS_F_NAME_SID, CS_F_NSTART,
-       CS_F_NT, CS_F_NPOS, CS_F_UKEY, CS_F_NAME_OF, CS_F_ROFF, CS_F_ARENA, CS_F_STROFF, CS_F_STR, CS_F_NSEC };
+       CS_F_NT, CS_F_NPOS, CS_F_UKEY, CS_F_NAME_OF, CS_F_ROFF, CS_F_ARENA, CS_F_STROFF, CS_F_STR, CS_F_IDX,
+       CS_F_NSEC };
 
 struct cs_fhdr {
 	char magic[8];
 	uint64_t version;
-	uint64_t n, n_users, n_names, n_strings, n_ukey, n_shards, arena_len, str_len;
+	uint64_t n, n_users, n_names, n_strings, n_ukey, n_shards, arena_len, str_len, idx_cap;
 	uint64_t off[CS_F_NSEC];
 	uint64_t total;
 };
@@ -987,6 +1001,25 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 	}
 	w.pos += h.str_len;
 	cs_fw_put(&w, NULL, 0);
+	/* the strings' hash index (positions depend only on the strings), so a
+	 * restart need not hash every string again */
+	for (h.idx_cap = 1 << 16; h.idx_cap < 2 * (uint64_t)v->n_strings; h.idx_cap *= 2)
+		;
+	if (!w.err) {
+		uint64_t *idx = calloc((size_t)h.idx_cap, sizeof *idx);
+
+		if (!idx) {
+			w.err = 1;
+		} else {
+			for (i = 1; i < v->n_strings; i++) {
+				const char *str = cs_string(v, (uint32_t)i, &len);
+
+				cs_strings_slot(idx, (size_t)h.idx_cap, cs_hash(str, len), (uint32_t)i);
+			}
+			cs_fw_section(&w, &h, CS_F_IDX, idx, (size_t)h.idx_cap * sizeof *idx);
+			free(idx);
+		}
+	}
 	h.total = w.pos;
 	if (!w.err && (fseek(w.f, 0, SEEK_SET) != 0 || fwrite(&h, 1, sizeof h, w.f) != sizeof h))
 		w.err = 1;
@@ -1053,7 +1086,7 @@ static int cs_load_file(struct colstore *cs)
 	const struct cs_file_shard *man;
 	void *map;
 	size_t i, len;
-	int fd;
+	int fd, strings_set = 0;
 
 	snprintf(path, sizeof path, "%s/" CS_FILE_NAME, store_project_dir(cs->sp));
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
@@ -1083,15 +1116,36 @@ static int cs_load_file(struct colstore *cs)
 	man = (const void *)(base + h->off[CS_F_MANIFEST]);
 	if (!cs_manifest_current(cs, man, h->n_shards))
 		goto bad;
-	/* the strings, in id order (the string table is still empty) */
+	/* the strings, in id order, read in place from the mapping (which the
+	 * colstore keeps for its lifetime), and their hash index */
+	if (cs->strings->n != 1 || h->idx_cap < 2 * h->n_strings || (h->idx_cap & (h->idx_cap - 1)) ||
+	    h->n_strings >= (uint64_t)CS_CHUNK * (CS_MAX_CHUNKS - 1) || !CS_SEC_OK(CS_F_IDX, h->idx_cap * 8))
+		goto bad;
 	stroff = (const void *)(base + h->off[CS_F_STROFF]);
+	strings_set = 1;
 	for (i = 1; i < h->n_strings; i++) {
 		const char *str = (const char *)base + h->off[CS_F_STR] + stroff[i];
+		struct cs_str *chunk = cs->strings->chunks[i >> CS_CHUNK_BITS];
 
 		if (stroff[i + 1] <= stroff[i] || stroff[i + 1] > h->str_len ||
-		    str[(len = (size_t)(stroff[i + 1] - stroff[i] - 1))] != '\0' ||
-		    cs_strings_intern(cs->strings, str, len) != i)
+		    str[(len = (size_t)(stroff[i + 1] - stroff[i] - 1))] != '\0')
 			goto bad;
+		if (!chunk && !(chunk = cs->strings->chunks[i >> CS_CHUNK_BITS] = calloc(CS_CHUNK, sizeof *chunk)))
+			goto bad;
+		chunk[i & (CS_CHUNK - 1)].s = str;
+		chunk[i & (CS_CHUNK - 1)].len = (uint32_t)len;
+	}
+	{
+		const uint64_t *fidx = (const void *)(base + h->off[CS_F_IDX]);
+
+		for (i = 0; i < h->idx_cap; i++)
+			if ((uint32_t)fidx[i] >= h->n_strings)
+				goto bad;
+		if (!(cs->strings->idx = malloc((size_t)h->idx_cap * sizeof *cs->strings->idx)))
+			goto bad;
+		memcpy(cs->strings->idx, fidx, (size_t)h->idx_cap * sizeof *fidx);
+		cs->strings->idx_cap = (size_t)h->idx_cap;
+		cs->strings->n = (uint32_t)h->n_strings;
 	}
 	if (!(v = calloc(1, sizeof *v)) || !(p = calloc(1, sizeof *p)))
 		goto bad;
@@ -1135,40 +1189,45 @@ static int cs_load_file(struct colstore *cs)
 		if ((p->ukey[i] != CS_NO_USER && p->ukey[i] >= v->n_users) ||
 		    (p->name_of[i] != CS_NO_USER && p->name_of[i] >= v->n_names))
 			goto bad;
-	/* the records' extents are checked (offsets ascending, inside the
-	 * arena); their bytes and length prefixes are not read, so loading
-	 * touches no page of the arena: the file is ours, written whole and
-	 * renamed into place after fsync */
+	/* the records are not read here, so loading touches no page of the
+	 * arena: cs_props bounds every record by the arena when it is read */
 	roff = (const void *)(base + h->off[CS_F_ROFF]);
 	{
-		uint64_t bad = roff[v->n] > h->arena_len;
 		uint32_t maxpos = 0;
 
-		for (i = 0; i < v->n; i++) {
-			bad |= roff[i] >= roff[i + 1];
+		for (i = 0; i < v->n; i++)
 			maxpos = v->npos[i] > maxpos ? v->npos[i] : maxpos;
-		}
-		if (bad || (v->n && maxpos >= v->n))
+		if (v->n && maxpos >= v->n)
 			goto bad;
 	}
 	v->rec_base = (uintptr_t)(base + h->off[CS_F_ARENA]);
 	v->rec_off = roff;
+	v->rec_limit = h->arena_len;   /* cs_props keeps every record inside the arena */
 	if (!(p->manifest = malloc((h->n_shards ? h->n_shards : 1) * sizeof *p->manifest)))
 		goto bad;
 	memcpy(p->manifest, man, h->n_shards * sizeof *man);
 	p->n_manifest = h->n_shards;
 	cs->cur = v;
 	cs->file_mode = 1;
+	cs->map = map;
+	cs->map_len = (size_t)st.st_size;
 	return 1;
 bad:
+	if (strings_set) {
+		/* back to an empty string table: nothing may point into the mapping */
+		free(cs->strings->idx);
+		cs->strings->idx = NULL;
+		cs->strings->idx_cap = 0;
+		cs->strings->n = 1;
+	}
 	log_info("colstore: %s is out of date or unreadable: rebuilding from the shards", path);
-	if (v && p) {
-		cs_view_free(v); /* unmaps */
-	} else {
+	if (v && p)
+		cs_view_free(v);
+	else {
 		free(v);
 		free(p);
-		munmap(map, (size_t)st.st_size);
 	}
+	munmap(map, (size_t)st.st_size);
 	return 0;
 }
 
@@ -1201,6 +1260,8 @@ void colstore_free(struct colstore *cs)
 		cs_seg_unref(cs->segs[i]);
 	free(cs->segs);
 	cs_strings_free(cs->strings);
+	if (cs->map)
+		munmap(cs->map, cs->map_len);
 	pthread_mutex_destroy(&cs->mu);
 	free(cs);
 }
@@ -1318,13 +1379,22 @@ uint32_t cs_string_id(const struct cs_view *v, const char *s, size_t n)
 
 const unsigned char *cs_props(const struct cs_view *v, size_t i, size_t *len)
 {
-	const unsigned char *p = cs_rec(v, i);
-	uint64_t n = 0;
-	const unsigned char *q = pc_varint(p, p + 10, &n);
+	uint64_t off = v->rec_off[i], room, n = 0;
+	const unsigned char *p, *q;
 
-	/* the prefix was written by cs_seg_load or checked by cs_load_file */
-	*len = q ? (size_t)n : 0;
-	return q ? q : p;
+	if (off >= v->rec_limit) {     /* only a damaged projection file */
+		*len = 0;
+		return (const unsigned char *)"";
+	}
+	p = (const unsigned char *)(v->rec_base + (uintptr_t)off);
+	room = v->rec_limit - off;
+	q = pc_varint(p, p + (room < 10 ? room : 10), &n);
+	if (!q || n > room - (uint64_t)(q - p)) {
+		*len = 0;
+		return p;
+	}
+	*len = (size_t)n;
+	return q;
 }
 
 uint32_t cs_name_index(const struct cs_view *v, uint32_t sid)
