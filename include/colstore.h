@@ -54,6 +54,7 @@ struct cs_view {
 	uintptr_t rec_base;        /* property record of event i (a varint length, then
 				      the record; use cs_props) at rec_base + rec_off[i] */
 	const uint64_t *rec_off;
+	uint64_t rec_limit;        /* offsets and records end below this (cs_props checks) */
 	uint32_t n_users;
 	const uint32_t *ustart;    /* events of user u: [ustart[u], ustart[u+1]); then the CS_NO_USER ones */
 	/* the same events grouped by event name, each group in time order */
@@ -104,15 +105,18 @@ size_t cs_lower_bound(const int64_t *t, size_t a, size_t b, int64_t x);
  * CS_V_NUMBER (value in num[i]), CS_V_OTHER (a list, an object or a long
  * inline string: evaluate the record), or CS_V_STR + string id. */
 enum { CS_V_UNDEF = 0, CS_V_NULL, CS_V_FALSE, CS_V_TRUE, CS_V_NUMBER, CS_V_OTHER, CS_V_STR = 8 };
+enum { CS_COL_MAIN = 1, CS_COL_BYNAME = 2 };
 struct cs_column {
 	uint32_t key;
-	const uint32_t *code;
+	unsigned orders;           /* which of the arrays below exist */
+	const uint32_t *code;      /* CS_COL_MAIN: indexed like t/ev/... */
 	const double *num;         /* NULL when no event has a number */
-	const uint32_t *ncode;     /* the same in by-name order: ncode[j] = code[npos[j]] */
+	const uint32_t *ncode;     /* CS_COL_BYNAME: in by-name order, ncode[j] = code[npos[j]] */
 	const double *nnum;
 };
-/* The column (NULL on out of memory). */
-const struct cs_column *cs_column(const struct cs_view *v, uint32_t key);
+/* The column with (at least) the orders in ORDERS (NULL on out of memory,
+ * or when the view already holds 32 columns: evaluate the records then). */
+const struct cs_column *cs_column(const struct cs_view *v, uint32_t key, unsigned orders);
 
 /* The user key of a distinct_id string id (the identity seam). */
 uint32_t colstore_user_key(const struct cs_view *v, uint32_t did);

@@ -27,6 +27,8 @@ struct qctx {
 	struct cs_view *v;
 	const struct tz *tz;
 	int64_t now_ms;
+	unsigned col_orders;       /* property columns the report reads: CS_COL_MAIN (user
+				      order, the default) and/or CS_COL_BYNAME */
 	struct buf *out;
 	int status;
 	char err[512];

@@ -83,7 +83,7 @@ struct cs_seg {
 	size_t n;
 	int64_t *t;
 	uint32_t *ev, *did;
-	size_t *off;               /* record offsets into arena */
+	uint32_t *off;             /* record offsets into arena (a shard's records stay below 4 GiB) */
 	struct buf arena;
 	int seen;                  /* scratch for acquire */
 };
@@ -398,7 +398,7 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 			size_t nc = cap ? cap * 2 : 4096;
 			int64_t *t = realloc(g->t, nc * sizeof *t);
 			uint32_t *ev, *did;
-			size_t *off;
+			uint32_t *off;
 
 			if (t)
 				g->t = t;
@@ -427,7 +427,13 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 		g->t[g->n] = sqlite3_column_int64(st, 0) >> CS_SLOT_BITS;
 		g->ev[g->n] = m.map[e];
 		g->did[g->n] = m.map[d];
-		g->off[g->n] = g->arena.len;
+		if (g->arena.len > UINT32_MAX - 16) {
+			log_error("colstore: shard %s holds more than 4 GiB of property records; "
+				  "use shard_period = day", g->key);
+			rc = MP_E_TOOBIG;
+			goto out;
+		}
+		g->off[g->n] = (uint32_t)g->arena.len;
 		if ((rc = buf_varint(&g->arena, tmp.len)) != MP_OK ||
 		    (rc = buf_append(&g->arena, tmp.data, tmp.len)) != MP_OK)
 			goto out;
@@ -439,7 +445,7 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 		/* give back what the doubling reserved (up to half the memory) */
 		int64_t *t = realloc(g->t, g->n * sizeof *t);
 		uint32_t *ev = realloc(g->ev, g->n * sizeof *ev), *did = realloc(g->did, g->n * sizeof *did);
-		size_t *off = realloc(g->off, g->n * sizeof *off);
+		uint32_t *off = realloc(g->off, g->n * sizeof *off);
 
 		if (t)
 			g->t = t;
@@ -1417,7 +1423,7 @@ size_t cs_lower_bound(const int64_t *t, size_t a, size_t b, int64_t x)
 	return a;
 }
 
-static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key)
+static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key, unsigned orders)
 {
 	struct cs_column *c = calloc(1, sizeof *c);
 	uint32_t *code = malloc((v->n ? v->n : 1) * sizeof *code);
@@ -1461,7 +1467,7 @@ static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key)
 	}
 	c->code = code;
 	c->num = num;
-	{
+	if (orders & CS_COL_BYNAME) {
 		uint32_t *ncode = malloc((v->n ? v->n : 1) * sizeof *ncode);
 		double *nnum = num ? malloc((v->n ? v->n : 1) * sizeof *nnum) : NULL;
 
@@ -1478,6 +1484,19 @@ static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key)
 		c->ncode = ncode;
 		c->nnum = nnum;
 	}
+	c->orders = orders;
+	if (!(orders & CS_COL_MAIN)) {
+		free(code);
+		free(num);
+		c->code = NULL;
+		c->num = NULL;
+	}
+	if (!(orders & CS_COL_BYNAME)) {
+		free((void *)c->ncode);
+		free((void *)c->nnum);
+		c->ncode = NULL;
+		c->nnum = NULL;
+	}
 	return c;
 nomem:
 	free(c);
@@ -1486,7 +1505,7 @@ nomem:
 	return NULL;
 }
 
-const struct cs_column *cs_column(const struct cs_view *v, uint32_t key)
+const struct cs_column *cs_column(const struct cs_view *v, uint32_t key, unsigned orders)
 {
 	struct cs_view_priv *p = v->priv;
 	struct cs_column *c = NULL;
@@ -1496,17 +1515,19 @@ const struct cs_column *cs_column(const struct cs_view *v, uint32_t key)
 	 * for one build instead of each building it */
 	pthread_mutex_lock(&p->colmu);
 	for (i = 0; i < p->n_cols; i++)
-		if (p->cols[i]->key == key) {
+		if (p->cols[i]->key == key && (p->cols[i]->orders & orders) == orders) {
 			c = p->cols[i];
 			break;
 		}
-	if (!c && (c = cs_column_build(v, key))) {
+	if (!c && (c = cs_column_build(v, key, orders))) {
 		if (p->n_cols < CS_MAX_COLUMNS) {
 			p->cols[p->n_cols++] = c;
 		} else {
 			/* no eviction while views are shared: a query may hold the old one */
 			free((void *)c->code);
 			free((void *)c->num);
+			free((void *)c->ncode);
+			free((void *)c->nnum);
 			free(c);
 			c = NULL;
 		}

@@ -269,8 +269,16 @@ static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_
 
 	memset(&s, 0, sizeof s);
 	memset(&where, 0, sizeof where);
+	memset(&onx, 0, sizeof onx);
+	onx.e = on;
+	if (seg_type_param(q, 0, &type)) {
+		rc = q->status;
+		goto out;
+	}
+	/* totals scan the by-name index, unique counts walk users (seg_scan) */
+	q->col_orders = type == SEG_GENERAL ? CS_COL_BYNAME : CS_COL_MAIN;
 	q_qx_init(q, &onx, on);
-	if (seg_type_param(q, 0, &type) || q_int(q, "limit", def_limit, 1, 10000, &limit) ||
+	if (q_int(q, "limit", def_limit, 1, 10000, &limit) ||
 	    seg_range(q, &sp.from, &sp.to, &b, UNITS_ALL, interval_units) || q_qx_param(q, "where", &where)) {
 		rc = q->status;
 		goto out;
@@ -448,6 +456,7 @@ int q_segmentation_sum(struct qctx *q, int average)
 		return q_fail(q, 400, "'event' is a required parameter");
 	if (!q_param(q, "on"))
 		return q_fail(q, 400, "'on' is a required parameter (a numeric expression)");
+	q->col_orders = CS_COL_BYNAME;  /* reads the by-name index */
 	if (q_expr(q, "on", &on) || q_qx_param(q, "where", &where) ||
 	    seg_range(q, &from, &to, &b, (1u << TZ_HOUR) | (1u << TZ_DAY), 0)) {
 		rc = q->status;

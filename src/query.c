@@ -199,6 +199,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 	q.proj = rq->project;
 	q.sp = store_project_get(qe->st, rq->project);
 	q.tz = qe->tz[pi];
+	q.col_orders = CS_COL_MAIN;
 	q.out = out;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	q.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -694,7 +695,7 @@ int q_qx_init(struct qctx *q, struct qx *x, struct expr *e)
 		return 0;
 	if (!(key = cs_string_id(q->v, refs.name, refs.len)))
 		return 0; /* no event has it: every event sees undefined, evaluate normally */
-	x->col = cs_column(q->v, key);
+	x->col = cs_column(q->v, key, q->col_orders);
 	x->memo_n = (size_t)q->v->n_strings + CS_V_STR;
 	return 0;
 }
@@ -723,7 +724,12 @@ static int32_t *q_qx_slot(struct qx *x, struct cs_eval *ce)
 
 	if (!x->col)
 		return NULL;
-	code = ce->j != SIZE_MAX ? x->col->ncode[ce->j] : x->col->code[ce->i];
+	if (ce->j != SIZE_MAX && x->col->ncode)
+		code = x->col->ncode[ce->j];
+	else if (x->col->code)
+		code = x->col->code[ce->i];
+	else
+		return NULL;
 	if (code == CS_V_NUMBER || code == CS_V_OTHER || code >= x->memo_n)
 		return NULL;
 	if (!x->memo && !(x->memo = calloc(x->memo_n, sizeof *x->memo))) {
