@@ -97,6 +97,11 @@ struct cs_file_shard {
 	int64_t gen;
 };
 
+struct cs_fshard {
+	sqlite3 *db;
+	int64_t dv;                /* PRAGMA data_version when the change counter was checked */
+};
+
 struct cs_view_priv {
 	struct colstore *cs;
 	int refs;                  /* guarded by cs->mu */
@@ -134,6 +139,8 @@ struct colstore {
 	int tried_file;            /* the projection file was looked at (once, at the first acquire) */
 	void *map;                 /* the mapped projection file (strings point into it), or NULL */
 	size_t map_len;
+	struct cs_fshard *fsh;     /* file mode: a connection to each shard of the manifest */
+	size_t n_fsh;
 };
 
 /* ---------- strings ---------- */
@@ -1035,8 +1042,23 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 	return MP_OK;
 }
 
-/* Is every shard file listed in MAN with its current change counter? */
-static int cs_manifest_current(struct colstore *cs, const struct cs_file_shard *man, size_t n_man)
+static void cs_fsh_close(struct colstore *cs)
+{
+	size_t i;
+
+	for (i = 0; i < cs->n_fsh; i++)
+		if (cs->fsh[i].db)
+			sqlite3_close(cs->fsh[i].db);
+	free(cs->fsh);
+	cs->fsh = NULL;
+	cs->n_fsh = 0;
+}
+
+/* Is the set of shard files exactly the N keys of MAN?  With CONNS (one per
+ * entry of MAN), also: has none of them changed since its connection
+ * recorded PRAGMA data_version? */
+static int cs_shards_match(struct colstore *cs, const struct cs_file_shard *man, size_t n_man,
+			   const struct cs_fshard *conns)
 {
 	DIR *d = opendir(store_project_dir(cs->sp));
 	struct dirent *de;
@@ -1048,20 +1070,42 @@ static int cs_manifest_current(struct colstore *cs, const struct cs_file_shard *
 	while (ok && (de = readdir(d))) {
 		char key[32];
 		int64_t a, z;
-		sqlite3 *db = NULL;
 
 		if (!store_shard_file(de->d_name, key, &a, &z))
 			continue;
 		for (i = 0; i < n_man && strcmp(man[i].key, key) != 0; i++)
 			;
-		if (i == n_man || store_shard_open_ro(cs->sp, key, &db) != MP_OK || store_shard_gen(db) != man[i].gen)
+		if (i == n_man || (conns && cs_data_version(conns[i].db) != conns[i].dv))
 			ok = 0;
-		if (db)
-			sqlite3_close(db);
 		seen++;
 	}
 	closedir(d);
 	return ok && seen == n_man;
+}
+
+/* Is every shard file listed in MAN with its current change counter?  Then
+ * keep a read connection to each (cs->fsh), so later checks need only
+ * PRAGMA data_version (cs_shards_match). */
+static int cs_manifest_current(struct colstore *cs, const struct cs_file_shard *man, size_t n_man)
+{
+	size_t i;
+
+	cs_fsh_close(cs);
+	if (!(cs->fsh = calloc(n_man ? n_man : 1, sizeof *cs->fsh)))
+		return 0;
+	cs->n_fsh = n_man;
+	for (i = 0; i < n_man; i++) {
+		/* data_version first: a commit after it is seen by the next check */
+		if (store_shard_open_ro(cs->sp, man[i].key, &cs->fsh[i].db) != MP_OK ||
+		    (cs->fsh[i].dv = cs_data_version(cs->fsh[i].db)) < 0 ||
+		    store_shard_gen(cs->fsh[i].db) != man[i].gen)
+			goto no;
+	}
+	if (cs_shards_match(cs, man, n_man, NULL))
+		return 1;
+no:
+	cs_fsh_close(cs);
+	return 0;
 }
 
 #define CS_SEC_OK(sec, bytes) (h->off[sec] % 8 == 0 && h->off[sec] <= h->total && (bytes) <= h->total - h->off[sec])
@@ -1207,6 +1251,7 @@ static int cs_load_file(struct colstore *cs)
 	cs->map_len = (size_t)st.st_size;
 	return 1;
 bad:
+	cs_fsh_close(cs);
 	if (strings_set) {
 		/* back to an empty string table: nothing may point into the mapping */
 		free(cs->strings->idx);
@@ -1253,6 +1298,7 @@ void colstore_free(struct colstore *cs)
 	for (i = 0; i < cs->n_segs; i++)
 		cs_seg_unref(cs->segs[i]);
 	free(cs->segs);
+	cs_fsh_close(cs);
 	cs_strings_free(cs->strings);
 	if (cs->map)
 		munmap(cs->map, cs->map_len);
@@ -1273,7 +1319,7 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 	if (cs->file_mode) {
 		struct cs_view_priv *p = cs->cur->priv;
 
-		if (cs_manifest_current(cs, p->manifest, p->n_manifest)) {
+		if (cs_shards_match(cs, p->manifest, p->n_manifest, cs->fsh)) {
 			p->refs++;
 			*out = cs->cur;
 			pthread_mutex_unlock(&cs->mu);
@@ -1282,6 +1328,7 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 		/* a shard changed: from now on views come from the shards */
 		cs->file_mode = 0;
 		cs->stale = 1;
+		cs_fsh_close(cs);
 	}
 	rc = cs_sync_segments(cs, &changed);
 	if (rc == MP_OK && (changed || !cs->cur || cs->stale)) {

@@ -37,6 +37,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -1039,6 +1040,8 @@ static void *store_writer_main(void *arg)
 				for (i = 0; i < sp->n_shards; i++)
 					sqlite3_db_release_memory(sp->shards[i]->db);
 				sqlite3_db_release_memory(sp->meta);
+				/* and the heap the requests' parsing left free */
+				malloc_trim(0);
 				cached = 0;
 				pthread_mutex_lock(&sp->mu);
 			}
