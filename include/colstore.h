@@ -62,7 +62,8 @@ struct cs_view {
 	const uint32_t *name_sid;  /* name index -> string id */
 	const uint32_t *nstart;    /* events of name k: [nstart[k], nstart[k+1]) in nt/npos */
 	const int64_t *nt;         /* time */
-	const uint32_t *npos;      /* position in the arrays above (t, ev, did, user, rec) */
+	const uint32_t *npos;      /* position in the arrays above (t, ev, did, user, rec);
+				      readers skip a position >= n (a damaged projection file) */
 	uint32_t n_strings;        /* string ids 1..n_strings-1 are valid in this view */
 	const struct cs_strings *strings;
 	/* private */

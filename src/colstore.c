@@ -175,7 +175,7 @@ static uint32_t cs_strings_find(const struct cs_strings *ss, const char *s, size
 
 		if (!slot)
 			return 0;
-		if ((uint32_t)(slot >> 32) != h32)
+		if ((uint32_t)(slot >> 32) != h32 || (uint32_t)slot >= ss->n)
 			continue;
 		e = cs_str_at(ss, (uint32_t)slot);
 		if (e->len == n && memcmp(e->s, s, n) == 0)
@@ -1176,9 +1176,7 @@ static int cs_load_file(struct colstore *cs)
 	{
 		const uint64_t *fidx = (const void *)(base + h->off[CS_F_IDX]);
 
-		for (i = 0; i < h->idx_cap; i++)
-			if ((uint32_t)fidx[i] >= h->n_strings)
-				goto bad;
+		/* slots are checked when read (cs_strings_find) */
 		if (!(cs->strings->idx = malloc((size_t)h->idx_cap * sizeof *cs->strings->idx)))
 			goto bad;
 		memcpy(cs->strings->idx, fidx, (size_t)h->idx_cap * sizeof *fidx);
@@ -1230,14 +1228,9 @@ static int cs_load_file(struct colstore *cs)
 	/* the records are not read here, so loading touches no page of the
 	 * arena: cs_props bounds every record by the arena when it is read */
 	roff = (const void *)(base + h->off[CS_F_ROFF]);
-	{
-		uint32_t maxpos = 0;
-
-		for (i = 0; i < v->n; i++)
-			maxpos = v->npos[i] > maxpos ? v->npos[i] : maxpos;
-		if (v->n && maxpos >= v->n)
-			goto bad;
-	}
+	/* npos (like rec_off) is not scanned here: its readers check each
+	 * position against n (a damaged file gives wrong answers, never a
+	 * read out of bounds), so loading reads nothing proportional to n */
 	v->rec_base = (uintptr_t)(base + h->off[CS_F_ARENA]);
 	v->rec_off = roff;
 	v->rec_limit = h->arena_len;   /* cs_props keeps every record inside the arena */
@@ -1512,9 +1505,11 @@ static struct cs_column *cs_column_build(const struct cs_view *v, uint32_t key, 
 			goto nomem;
 		}
 		for (i = 0; i < v->n; i++) {
-			ncode[i] = code[v->npos[i]];
+			uint32_t k = v->npos[i];
+
+			ncode[i] = k < v->n ? code[k] : CS_V_UNDEF;
 			if (nnum)
-				nnum[i] = num[v->npos[i]];
+				nnum[i] = k < v->n ? num[k] : 0;
 		}
 		c->ncode = ncode;
 		c->nnum = nnum;

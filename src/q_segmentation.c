@@ -104,7 +104,7 @@ static int seg_scan(struct qctx *q, const struct seg_spec *sp, struct qsegs *s)
 				if (bk == sp->b->n || t < sp->b->start[bk])
 					continue;
 				h.bucket = bk;
-				if (seg_one(q, sp, &ce, &h, v->npos[i], i, &by_name) < 0)
+				if (v->npos[i] < v->n && seg_one(q, sp, &ce, &h, v->npos[i], i, &by_name) < 0)
 					return 1;
 			}
 		}
@@ -478,7 +478,7 @@ int q_segmentation_sum(struct qctx *q, int average)
 		struct expr_value val;
 		int r;
 
-		if ((j = qb_find(&b, q->v->nt[i])) == SIZE_MAX)
+		if ((j = qb_find(&b, q->v->nt[i])) == SIZE_MAX || q->v->npos[i] >= q->v->n)
 			continue;
 		ce.i = q->v->npos[i];
 		ce.j = i;
