@@ -156,6 +156,10 @@ int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to)
  * `dict`, in one transaction. */
 enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, struct sqlite3 **db);
 
+/* The first column of the first row of SQL (a fixed statement, no
+ * parameters) through DB, or -1 when there is none or it fails. */
+int64_t store_sql_int64(struct sqlite3 *db, const char *sql);
+
 /* The shard's change counter (stats 'gen': +1 in every transaction that
  * changed it; persistent), read through DB; -1 if it cannot be read. */
 int64_t store_shard_gen(struct sqlite3 *db);

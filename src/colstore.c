@@ -356,14 +356,7 @@ static int cs_rowit_next(struct cs_rowit *it)
 
 static int64_t cs_data_version(sqlite3 *db)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t v = -1;
-
-	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
+	return store_sql_int64(db, "PRAGMA data_version");
 }
 
 struct cs_remap {
@@ -388,29 +381,22 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 	struct cs_remap m = { NULL, 0 };
 	struct buf tmp;
 	enum mp_err rc = MP_OK;
-	int64_t last_t = 0;
+	int64_t last_t = 0, maxid;
 	int r, has_tables = 0;
 
 	buf_init(&tmp, (size_t)64 << 20);
 	g->dv = cs_data_version(g->db);
 	if (sqlite3_exec(g->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return MP_E_STORE;
-	if (sqlite3_prepare_v2(g->db, "SELECT count(*) FROM sqlite_master WHERE name='stage'", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		has_tables = sqlite3_column_int(st, 0) > 0;
-	sqlite3_finalize(st);
-	st = NULL;
+	has_tables = store_sql_int64(g->db, "SELECT count(*) FROM sqlite_master WHERE name='stage'") > 0;
 	if (!has_tables)
 		goto out; /* being created: no events yet */
 	g->gen = store_shard_gen(g->db);
-	if (sqlite3_prepare_v2(g->db, "SELECT coalesce(max(id),0) FROM dict", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW) {
+	if ((maxid = store_sql_int64(g->db, "SELECT coalesce(max(id),0) FROM dict")) < 0) {
 		rc = MP_E_STORE;
 		goto out;
 	}
-	m.n = (size_t)sqlite3_column_int64(st, 0) + 1;
-	sqlite3_finalize(st);
-	st = NULL;
+	m.n = (size_t)maxid + 1;
 	if (!(m.map = calloc(m.n, sizeof *m.map))) {
 		rc = MP_E_NOMEM;
 		goto out;

@@ -1748,16 +1748,20 @@ const char *store_project_dir(const struct store_project *sp)
 	return sp->dir;
 }
 
-int64_t store_shard_gen(sqlite3 *db)
+int64_t store_sql_int64(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t g = -1;
+	int64_t v = -1;
 
-	if (sqlite3_prepare_v2(db, "SELECT value FROM stats WHERE name='gen'", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		g = sqlite3_column_int64(st, 0);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	return g;
+	return v;
+}
+
+int64_t store_shard_gen(sqlite3 *db)
+{
+	return store_sql_int64(db, "SELECT value FROM stats WHERE name='gen'");
 }
 
 enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, sqlite3 **db)

@@ -30,6 +30,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { machineInfo } from './lib/machine.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const BIN = process.env.MIXPANELD || path.join(ROOT, 'build/mixpaneld');
@@ -83,22 +84,6 @@ function fail(msg) {
 }
 
 // ---------- the machine ----------
-
-function machineInfo() {
-  let cpu = 'unknown';
-  try {
-    const m = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m);
-    if (m) cpu = m[1].trim();
-  } catch { /* not Linux */ }
-  return {
-    date: new Date().toISOString(),
-    nproc: os.availableParallelism ? os.availableParallelism() : os.cpus().length,
-    cpu_model: cpu,
-    ram_gib: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
-  };
-}
 
 // ---------- CPU accounting from /proc ----------
 

@@ -56,6 +56,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { machineInfo } from './lib/machine.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const BIN = process.env.MIXPANELD || path.join(ROOT, 'build/mixpaneld');
@@ -147,22 +148,6 @@ function median(xs) {
   const n = s.length;
   if (!n) return null;
   return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
-function machineInfo() {
-  let cpu = 'unknown';
-  try {
-    const m = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m);
-    if (m) cpu = m[1].trim();
-  } catch { /* not Linux */ }
-  return {
-    date: new Date().toISOString(),
-    nproc: os.availableParallelism ? os.availableParallelism() : os.cpus().length,
-    cpu_model: cpu,
-    ram_gib: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
-  };
 }
 
 function procStatus(pid) {
