@@ -40,59 +40,29 @@
 #include "expr.h"
 #include "log.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "testlib.h"
 
 #define T0 INT64_C(1710496800123)
 #define DAY_MS INT64_C(86400000)
 #define MONTH_STEP (31 * DAY_MS)
 
-/* ---------- fixture: temp data_dir, config, open store ---------- */
+/* ---------- fixture: temp data_dir, config, open store, projection ---------- */
 
 struct fx {
-	char dir[64];
-	struct config *cfg;
-	struct store *st;
-	struct store_project *sp;
+	struct store_fx s;
+	char *dir;                  /* = s.dir */
+	struct store_project *sp;   /* = s.sp */
 	struct colstore *cs;
 };
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int fx_projection(struct fx *f, int rc)
 {
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* PERIOD is "month" or "day".  Opens the store and the projection. */
-static int fx_open(struct fx *f, const char *period)
-{
-	char text[512], err[512] = "";
-
-	memset(f, 0, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/mpd-colstore-XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		perror("mkdtemp");
-		f->dir[0] = '\0';
-		tl_cur_failed = 1;
-		return -1;
-	}
-	snprintf(text, sizeof text,
-		 "[storage]\ndata_dir = %s/data\nshard_period = %s\n"
-		 "[project.p]\nid = 1\ntoken = tok1\napi_secret = s1\n", f->dir, period);
-	if (config_parse(text, strlen(text), "test.ini", &f->cfg, err, sizeof err) != MP_OK) {
-		fprintf(stderr, "config: %s\n", err);
-		tl_cur_failed = 1;
-		return -1;
-	}
-	if (store_open(f->cfg, &f->st, err, sizeof err) != MP_OK) {
-		fprintf(stderr, "store_open: %s\n", err);
-		f->st = NULL;
-		tl_cur_failed = 1;
-		return -1;
-	}
-	f->sp = store_project_get(f->st, &f->cfg->projects[0]);
-	if (!f->sp || colstore_open(f->sp, &f->cs) != MP_OK) {
+	f->dir = f->s.dir;
+	f->sp = f->s.sp;
+	if (rc != 0)
+		return rc;
+	if (colstore_open(f->sp, &f->cs) != MP_OK) {
 		fprintf(stderr, "colstore_open failed\n");
 		f->cs = NULL;
 		tl_cur_failed = 1;
@@ -101,13 +71,17 @@ static int fx_open(struct fx *f, const char *period)
 	return 0;
 }
 
+/* PERIOD is "month" or "day".  Opens the store and the projection. */
+static int fx_open(struct fx *f, const char *period)
+{
+	memset(f, 0, sizeof *f);
+	return fx_projection(f, store_fx_open(&f->s, period, "colstore"));
+}
+
 static void fx_close(struct fx *f)
 {
 	colstore_free(f->cs);
-	store_close(f->st);
-	config_free(f->cfg);
-	if (f->dir[0])
-		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	store_fx_close(&f->s);
 	memset(f, 0, sizeof *f);
 }
 
@@ -116,32 +90,9 @@ static void fx_close(struct fx *f)
  * configuration). */
 static int fx_reopen_with_period(struct fx *f, const char *period)
 {
-	char text[512], err[512] = "";
-
 	colstore_free(f->cs);
 	f->cs = NULL;
-	store_close(f->st);
-	f->st = NULL;
-	f->sp = NULL;
-	config_free(f->cfg);
-	f->cfg = NULL;
-	snprintf(text, sizeof text,
-		 "[storage]\ndata_dir = %s/data\nshard_period = %s\n"
-		 "[project.p]\nid = 1\ntoken = tok1\napi_secret = s1\n", f->dir, period);
-	if (config_parse(text, strlen(text), "test.ini", &f->cfg, err, sizeof err) != MP_OK ||
-	    store_open(f->cfg, &f->st, err, sizeof err) != MP_OK) {
-		fprintf(stderr, "reopen: %s\n", err);
-		f->st = NULL;
-		tl_cur_failed = 1;
-		return -1;
-	}
-	f->sp = store_project_get(f->st, &f->cfg->projects[0]);
-	if (!f->sp || colstore_open(f->sp, &f->cs) != MP_OK) {
-		f->cs = NULL;
-		tl_cur_failed = 1;
-		return -1;
-	}
-	return 0;
+	return fx_projection(f, store_fx_reopen(&f->s, period));
 }
 
 /* Event shard files in the project directory. */

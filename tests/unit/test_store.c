@@ -25,6 +25,7 @@
 #include "config.h"
 #include "log.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "testlib.h"
 
 #define T0 INT64_C(1710496800123)
@@ -35,75 +36,23 @@
 
 /* ---------- fixture: temp data_dir, config, open store ---------- */
 
-struct fx {
-	char dir[64];
-	struct config *cfg;
-	struct store *st;
-	struct store_project *sp;
-};
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int fx_open(struct store_fx *f, const char *period)
 {
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	return store_fx_open(f, period, "store");
 }
 
-static int fx_store_open(struct fx *f)
+static int fx_reopen(struct store_fx *f)
 {
-	char err[512] = "";
-
-	f->st = NULL;
-	f->sp = NULL;
-	if (store_open(f->cfg, &f->st, err, sizeof err) != MP_OK) {
-		fprintf(stderr, "store_open: %s\n", err);
-		tl_cur_failed = 1;
-		return -1;
-	}
-	f->sp = store_project_get(f->st, &f->cfg->projects[0]);
-	return f->sp ? 0 : -1;
+	return store_fx_reopen(f, NULL);
 }
 
-/* PERIOD is "month" or "day". */
-static int fx_open(struct fx *f, const char *period)
+static void fx_close(struct store_fx *f)
 {
-	char text[512], err[512] = "";
-
-	memset(f, 0, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/mpd-store-XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		perror("mkdtemp");
-		tl_cur_failed = 1;
-		return -1;
-	}
-	snprintf(text, sizeof text,
-		 "[storage]\ndata_dir = %s/data\nshard_period = %s\n"
-		 "[project.p]\nid = 1\ntoken = tok1\napi_secret = s1\n", f->dir, period);
-	if (config_parse(text, strlen(text), "test.ini", &f->cfg, err, sizeof err) != MP_OK) {
-		fprintf(stderr, "config: %s\n", err);
-		tl_cur_failed = 1;
-		return -1;
-	}
-	return fx_store_open(f);
+	store_fx_close(f);
 }
 
-static int fx_reopen(struct fx *f)
-{
-	store_close(f->st);
-	return fx_store_open(f);
-}
-
-static void fx_close(struct fx *f)
-{
-	store_close(f->st);
-	config_free(f->cfg);
-	if (f->dir[0])
-		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	memset(f, 0, sizeof *f);
-}
-
-static int file_exists(const struct fx *f, const char *name)
+static int file_exists(const struct store_fx *f, const char *name)
 {
 	char path[256];
 	struct stat sb;
@@ -113,7 +62,7 @@ static int file_exists(const struct fx *f, const char *name)
 }
 
 /* Rows in the shard's dict table, and how many distinct strings they hold. */
-static void dict_counts(const struct fx *f, const char *shard, long *rows, long *distinct)
+static void dict_counts(const struct store_fx *f, const char *shard, long *rows, long *distinct)
 {
 	char path[256];
 	sqlite3 *db = NULL;
@@ -366,7 +315,7 @@ static void profile_is_at(struct store_project *sp, enum profile_kind kind, cons
 
 static void write_counts_new_events_and_the_project_total(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -388,7 +337,7 @@ out:
 
 static void empty_batch_and_empty_project_are_fine(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 	struct store_batch b;
 
@@ -415,7 +364,7 @@ out:
 
 static void duplicate_key_counts_as_dup_and_export_shows_the_last_copy(void)
 {
-	struct fx f;
+	struct store_fx f;
 	char *raw = NULL;
 	cJSON *arr;
 
@@ -436,7 +385,7 @@ out:
 
 static void same_insert_id_with_other_time_name_or_distinct_id_is_a_new_event(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -456,7 +405,7 @@ out:
 
 static void events_without_insert_id_never_dedup(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -480,7 +429,7 @@ out:
 
 static void duplicates_within_one_batch_keep_the_last_copy(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -499,7 +448,7 @@ out:
 
 static void dedup_and_event_count_survive_a_restart(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -533,7 +482,7 @@ out:
 
 static void export_is_in_time_order_across_month_shards(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 	const int64_t dec = INT64_C(1702000000000), jan = INT64_C(1705000000000), feb = INT64_C(1708000000000);
 
@@ -561,7 +510,7 @@ out:
 static void export_keeps_every_event_of_one_ms_between_its_neighbours(void)
 {
 	static const char *const iids[10] = { "q", "w", "e", "r", "t", "y", "u", "i", "o", "p" };
-	struct fx f;
+	struct store_fx f;
 	struct ev evs[10];
 	char names[20][16];
 	int seen[20] = { 0 };
@@ -608,7 +557,7 @@ out:
 
 static void export_is_in_time_order_across_day_shards(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "day") != 0)
@@ -632,7 +581,7 @@ out:
 
 static void export_from_is_inclusive_and_to_is_exclusive_at_the_ms(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 	const int64_t T = INT64_C(1709251200000); /* 2024-03-01T00:00:00Z, a shard boundary */
 
@@ -662,7 +611,7 @@ out:
 static void export_filters_by_event_name(void)
 {
 	static const char *const ac[] = { "A", "C" }, *const none[] = { "nope" }, *const quoted[] = { "x\"y'z" };
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -685,7 +634,7 @@ out:
 
 static void export_limit_stops_after_n_lines_across_shards(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 
 	if (fx_open(&f, "month") != 0)
@@ -707,7 +656,7 @@ out:
 
 static void export_time_is_seconds_unless_time_in_ms(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr;
 	char *raw = NULL;
 
@@ -742,7 +691,7 @@ static int is_generated_id(const char *s)
 
 static void generated_insert_id_is_stable_across_exports_and_restarts(void)
 {
-	struct fx f;
+	struct store_fx f;
 	cJSON *a1, *a2, *a3;
 
 	if (fx_open(&f, "month") != 0)
@@ -781,7 +730,7 @@ static void property_values_round_trip_exactly(void)
 		"'quote':'say \\'hi\\' \\\\ \\n\\t\\u0001','utf8':'caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80',"
 		"'list':[1,'a',[true,null],{'x':{'y':[0.5]}}],'obj':{'k':'v','e':{},'l':[]},"
 		"'k\\'ey \xc3\xa9':'key with escapes'}";
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr, *sent = NULL, *want = NULL, *got = NULL;
 
 	if (fx_open(&f, "month") != 0)
@@ -828,7 +777,7 @@ out:
 static void many_events_in_one_ms_all_dedup_on_resend(void)
 {
 	enum { N_KEYED = 4000, N_ANON = 1000 };
-	struct fx f;
+	struct store_fx f;
 	struct ev *evs = calloc(N_KEYED + N_ANON, sizeof *evs);
 	char (*iids)[16] = calloc(N_KEYED, sizeof *iids);
 	cJSON *arr;
@@ -875,7 +824,7 @@ out:
 
 static void user_profile_set_add_unset_and_delete(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct profile_outcome out;
 
 	if (fx_open(&f, "month") != 0)
@@ -909,7 +858,7 @@ out:
 
 static void group_profile_is_keyed_by_group_key_and_id(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct profile_outcome out;
 
 	if (fx_open(&f, "month") != 0)
@@ -934,7 +883,7 @@ out:
 
 static void events_and_updates_in_one_batch_are_both_committed(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct store_event e;
 	struct store_update u;
 	struct store_batch b;
@@ -973,7 +922,7 @@ out:
 
 static void second_open_of_the_same_data_dir_fails_on_the_lock(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct store *st2 = NULL;
 	char err[512] = "";
 	enum mp_err rc;
@@ -1021,7 +970,7 @@ static cJSON *too_deep_props(void)
 
 static void failing_batch_is_rolled_back_alone(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct store_event e[2];
 	struct store_batch b;
 	cJSON *good = J("{'v':'bad-batch'}"), *bad = too_deep_props(), *arr;
@@ -1076,7 +1025,7 @@ static void count_done(struct store_batch *b, void *arg)
 
 static void queued_batches_fail_alone_and_done_is_called_once_each(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct store_event e[3];
 	struct store_batch b[3];
 	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
@@ -1128,7 +1077,7 @@ out:
  * it keeps open (STORE_MAX_OPEN_SHARDS). */
 static void batch_spanning_30_day_shards_is_stored(void)
 {
-	struct fx f;
+	struct store_fx f;
 	struct ev evs[30];
 	struct wres w;
 	char names[30][16];
@@ -1159,7 +1108,7 @@ out:
  * form.) */
 static void export_treats_a_shard_file_without_schema_as_empty(void)
 {
-	struct fx f;
+	struct store_fx f;
 	char path[256];
 	FILE *fp;
 	cJSON *arr;
@@ -1283,7 +1232,7 @@ static void *reader_main(void *arg)
 
 static void four_writers_commit_every_event_exactly_once(void)
 {
-	struct fx f;
+	struct store_fx f;
 	pthread_t th[N_THREADS], rd;
 	struct writer_arg wa[N_THREADS];
 	struct reader_arg ra;
@@ -1356,7 +1305,7 @@ out:
  * string once, across batches, restarts and a rolled-back batch. */
 static void dictionary_holds_each_string_once_across_restarts_and_rollbacks(void)
 {
-	struct fx f;
+	struct store_fx f;
 	long rows, distinct, rows_before;
 
 	if (fx_open(&f, "month") != 0)
@@ -1388,7 +1337,7 @@ static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 	enum { N = 40000, B = 2000 };
 	static char iid[N][16];
 	struct ev *evs = calloc(B, sizeof *evs);
-	struct fx f;
+	struct store_fx f;
 	cJSON *arr = NULL, *line;
 	int i, k, n, ordered = 1;
 	long long prev = -1;
