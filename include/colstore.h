@@ -78,6 +78,10 @@ void colstore_free(struct colstore *cs); /* NULL-safe; views must be released fi
 enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out);
 void colstore_release(struct cs_view *v); /* NULL-safe */
 
+/* Make loads in progress (and later ones) give up with MP_E_SHUTDOWN, so a
+ * stopping server does not wait for a long projection build.  Any thread. */
+void colstore_stop(struct colstore *cs);
+
 /* Write the current view to data_dir/<project>/projection.bin when it is
  * not there yet and was built at least QUIET_MS ago (so a busy project is
  * not rewritten after every commit).  The first acquire after a restart maps

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -129,6 +130,7 @@ struct cs_view_priv {
 
 struct colstore {
 	struct store_project *sp;
+	atomic_int stopping;       /* colstore_stop(): loads give up (MP_E_SHUTDOWN) */
 	pthread_mutex_t mu;
 	struct cs_strings *strings;
 	struct cs_seg **segs;
@@ -430,6 +432,11 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t e = sqlite3_column_int64(st, 1), d = sqlite3_column_int64(st, 2);
 		int64_t t = sqlite3_column_int64(st, 0) >> CS_SLOT_BITS;
+
+		if ((g->n & 0xffff) == 0 && atomic_load(&cs->stopping)) {
+			rc = MP_E_SHUTDOWN;  /* the server is stopping: do not make it wait */
+			goto out;
+		}
 		const unsigned char *p = sqlite3_column_blob(st, 3);
 		size_t pn = (size_t)sqlite3_column_bytes(st, 3);
 
@@ -1331,6 +1338,12 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 	}
 	pthread_mutex_unlock(&cs->mu);
 	return rc;
+}
+
+void colstore_stop(struct colstore *cs)
+{
+	if (cs)
+		atomic_store(&cs->stopping, 1);
 }
 
 enum mp_err colstore_persist(struct colstore *cs, int64_t quiet_ms)

@@ -116,6 +116,8 @@ void query_engine_free(struct query_engine *qe)
 
 	if (!qe)
 		return;
+	for (i = 0; qe->cfg && qe->cs && i < qe->cfg->n_projects; i++)
+		colstore_stop(qe->cs[i]);
 	if (qe->warm_started) {
 		pthread_mutex_lock(&qe->mu);
 		qe->stopping = 1;
