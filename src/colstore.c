@@ -1574,9 +1574,10 @@ void cs_eval_init(struct cs_eval *ce, const struct cs_view *v)
 	ce->j = SIZE_MAX;
 }
 
+/* pc_lookup_fn over a struct cs_eval: string id -> string. */
 static const char *cs_eval_str(void *ctx, int64_t id, size_t *len)
 {
-	const struct cs_view *v = ctx;
+	const struct cs_view *v = ((const struct cs_eval *)ctx)->v;
 
 	if (id < 1 || (uint64_t)id >= v->n_strings)
 		return NULL;
@@ -1602,11 +1603,6 @@ static int64_t cs_eval_name(void *ctx, const char *name, size_t len)
 	return id;
 }
 
-static const char *cs_eval_str2(void *ctx, int64_t id, size_t *len)
-{
-	return cs_eval_str((void *)((struct cs_eval *)ctx)->v, id, len);
-}
-
 int cs_eval_lookup(void *ctx, enum expr_scope scope, const char *name, size_t name_len,
 		   struct expr_value *out)
 {
@@ -1619,7 +1615,7 @@ int cs_eval_lookup(void *ctx, enum expr_scope scope, const char *name, size_t na
 	ev.did = cs_string(v, v->did[ce->i], &ev.did_len);
 	ev.props = cs_props(v, ce->i, &ev.props_len);
 	ev.key_id = cs_eval_name;
-	ev.lookup = cs_eval_str2;
+	ev.lookup = cs_eval_str;
 	ev.ctx = ce;
 	ev.items = ce->items;
 	ev.n_items = sizeof ce->items / sizeof ce->items[0];

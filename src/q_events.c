@@ -62,7 +62,6 @@ int q_events_names(struct qctx *q)
 {
 	struct qsegs s;
 	int64_t from, to;
-	double *total = NULL;
 	size_t *order = NULL, n, i;
 	long limit;
 	int rc;
@@ -85,18 +84,12 @@ int q_events_names(struct qctx *q)
 		}
 		s.val[k] = (double)(z - a);
 	}
-	if (!(total = malloc((s.n ? s.n : 1) * sizeof *total))) {
-		qsegs_free(&s);
-		return q_oom(q);
-	}
-	for (i = 0; i < s.n; i++)
-		total[i] = s.val[i];
-	if (!(order = qsegs_top(&s, total, (size_t)limit, &n)))
+	/* one value per segment: the counts are the ranking */
+	if (!(order = qsegs_top(&s, s.val, (size_t)limit, &n)))
 		rc = q_oom(q);
 	else
 		rc = ev_json_string_array(q, &s, order, n);
 	free(order);
-	free(total);
 	qsegs_free(&s);
 	return rc;
 }
@@ -193,7 +186,6 @@ int q_events_properties_top(struct qctx *q)
 	const struct cs_view *v = q->v;
 	struct qsegs s;
 	int64_t from, to;
-	double *total = NULL;
 	size_t *order = NULL, n, i;
 	uint32_t eid;
 	long limit;
@@ -234,8 +226,7 @@ int q_events_properties_top(struct qctx *q)
 			s.val[k] += 1;
 		}
 	}
-	if (!(total = malloc((s.n ? s.n : 1) * sizeof *total)) ||
-	    !(memcpy(total, s.val, s.n * sizeof *total), order = qsegs_top(&s, total, (size_t)limit, &n))) {
+	if (!(order = qsegs_top(&s, s.val, (size_t)limit, &n))) {
 		rc = q_oom(q);
 		goto out;
 	}
@@ -253,7 +244,6 @@ int q_events_properties_top(struct qctx *q)
 	if (buf_putc(q->out, '}') != MP_OK)
 		rc = q_oom(q);
 out:
-	free(total);
 	free(order);
 	qsegs_free(&s);
 	return rc;
@@ -276,7 +266,6 @@ int q_events_properties_values(struct qctx *q)
 	struct qx onx;
 	struct cs_eval ce;
 	int64_t from, to;
-	double *total = NULL;
 	size_t *order = NULL, n, i;
 	uint32_t eid = 0;
 	long limit;
@@ -305,13 +294,11 @@ int q_events_properties_values(struct qctx *q)
 			goto out;
 		}
 	}
-	if (!(total = malloc((s.n ? s.n : 1) * sizeof *total)) ||
-	    !(memcpy(total, s.val, s.n * sizeof *total), order = qsegs_top(&s, total, (size_t)limit, &n)))
+	if (!(order = qsegs_top(&s, s.val, (size_t)limit, &n)))
 		rc = q_oom(q);
 	else
 		rc = ev_json_string_array(q, &s, order, n);
 out:
-	free(total);
 	free(order);
 	qsegs_free(&s);
 	q_qx_free(&onx);

@@ -130,63 +130,16 @@ static struct cs_view *acquire_at(struct colstore *cs, int line)
 
 /* ---------- writing ---------- */
 
-struct ev {
-	int64_t t;
-	const char *name, *did, *iid;
-	const char *props;   /* JSON with ' for ", or NULL for {} */
-};
+#define RECV_MS (T0 + 400 * DAY_MS)
 
-struct wres {
-	enum mp_err rc;
-	size_t n_new, n_dup;
-	char err[160];
-};
-
-/* Write EVS (props already parsed, or NULL for {}) as one batch.  Like
- * ingest, the insert id is also a property. */
 static struct wres write_parsed(struct store_project *sp, const struct ev *evs, cJSON **props, size_t n)
 {
-	struct store_event *se = calloc(n ? n : 1, sizeof *se);
-	struct store_batch b;
-	struct wres w;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (!props[i])
-			props[i] = cJSON_CreateObject();
-		if (evs[i].iid && !cJSON_GetObjectItemCaseSensitive(props[i], "$insert_id"))
-			cJSON_AddStringToObject(props[i], "$insert_id", evs[i].iid);
-		se[i].time_ms = evs[i].t;
-		se[i].name = evs[i].name;
-		se[i].distinct_id = evs[i].did;
-		se[i].insert_id = evs[i].iid;
-		se[i].props = props[i];
-	}
-	memset(&b, 0, sizeof b);
-	b.events = se;
-	b.n_events = n;
-	b.recv_ms = T0 + 400 * DAY_MS;
-	w.rc = store_write(sp, &b);
-	w.n_new = b.n_new;
-	w.n_dup = b.n_dup;
-	snprintf(w.err, sizeof w.err, "%s", b.err);
-	free(se);
-	return w;
+	return store_fx_write_parsed(sp, evs, props, n, RECV_MS);
 }
 
 static struct wres write_events(struct store_project *sp, const struct ev *evs, size_t n)
 {
-	cJSON **props = calloc(n ? n : 1, sizeof *props);
-	struct wres w;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		props[i] = evs[i].props ? J(evs[i].props) : NULL;
-	w = write_parsed(sp, evs, props, n);
-	for (i = 0; i < n; i++)
-		cJSON_Delete(props[i]);
-	free(props);
-	return w;
+	return store_fx_write(sp, evs, n, RECV_MS);
 }
 
 static void wrote_at(struct wres w, size_t n_new, size_t n_dup, int line)

@@ -82,53 +82,6 @@ static void dict_counts(const struct store_fx *f, const char *shard, long *rows,
 
 /* ---------- writing ---------- */
 
-struct ev {
-	int64_t t;
-	const char *name, *did, *iid;
-	const char *props;   /* JSON with ' for ", or NULL for {} */
-};
-
-struct wres {
-	enum mp_err rc;
-	size_t n_new, n_dup;
-	char err[160];
-};
-
-/* Write EVS as one batch received at RECV_MS.  Like ingest, the insert id
- * is also a property ("with $insert_id if sent"). */
-static struct wres write_events(struct store_project *sp, const struct ev *evs, size_t n, int64_t recv_ms)
-{
-	struct store_event *se = calloc(n ? n : 1, sizeof *se);
-	cJSON **props = calloc(n ? n : 1, sizeof *props);
-	struct store_batch b;
-	struct wres w;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		props[i] = evs[i].props ? J(evs[i].props) : cJSON_CreateObject();
-		if (evs[i].iid)
-			cJSON_AddStringToObject(props[i], "$insert_id", evs[i].iid);
-		se[i].time_ms = evs[i].t;
-		se[i].name = evs[i].name;
-		se[i].distinct_id = evs[i].did;
-		se[i].insert_id = evs[i].iid;
-		se[i].props = props[i];
-	}
-	memset(&b, 0, sizeof b);
-	b.events = se;
-	b.n_events = n;
-	b.recv_ms = recv_ms;
-	w.rc = store_write(sp, &b);
-	w.n_new = b.n_new;
-	w.n_dup = b.n_dup;
-	snprintf(w.err, sizeof w.err, "%s", b.err);
-	for (i = 0; i < n; i++)
-		cJSON_Delete(props[i]);
-	free(props);
-	free(se);
-	return w;
-}
-
 static void wrote_at(struct wres w, enum mp_err rc, size_t n_new, size_t n_dup, int line)
 {
 	if (w.rc != rc || w.n_new != n_new || w.n_dup != n_dup) {
@@ -138,7 +91,7 @@ static void wrote_at(struct wres w, enum mp_err rc, size_t n_new, size_t n_dup, 
 	}
 }
 #define WRITE(sp, recv, rc, n_new, n_dup, ...) do { const struct ev e_[] = { __VA_ARGS__ }; \
-	wrote_at(write_events((sp), e_, sizeof e_ / sizeof *e_, (recv)), (rc), (n_new), (n_dup), __LINE__); } while (0)
+	wrote_at(store_fx_write((sp), e_, sizeof e_ / sizeof *e_, (recv)), (rc), (n_new), (n_dup), __LINE__); } while (0)
 
 /* One update (UPDATE_SQ) applied at RECV_MS; returns the batch rc. */
 static enum mp_err write_update(struct store_project *sp, enum profile_kind kind, const char *did, const char *gk,
@@ -528,12 +481,12 @@ static void export_keeps_every_event_of_one_ms_between_its_neighbours(void)
 		evs[i].iid = NULL;
 		evs[i].props = NULL;
 	}
-	wrote_at(write_events(f.sp, evs, 10, RECV), MP_OK, 10, 0, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs, 10, RECV), MP_OK, 10, 0, __LINE__);
 	for (i = 0; i < 10; i++) {
 		evs[i].name = names[10 + i];
 		evs[i].iid = iids[i];
 	}
-	wrote_at(write_events(f.sp, evs, 10, RECV), MP_OK, 10, 0, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs, 10, RECV), MP_OK, 10, 0, __LINE__);
 	WRITE(f.sp, RECV, MP_OK, 2, 0, { T0 + 1, "later", "u", NULL, NULL }, { T0 - 1, "earlier", "u", NULL, NULL });
 	arr = EXPORT_ALL(f.sp);
 	n = cJSON_GetArraySize(arr);
@@ -795,15 +748,15 @@ static void many_events_in_one_ms_all_dedup_on_resend(void)
 		evs[i].props = "{'copy':1}";
 	}
 	/* interleave: anonymous events take random slots between keyed ones */
-	wrote_at(write_events(f.sp, evs + N_KEYED, N_ANON / 2, RECV), MP_OK, N_ANON / 2, 0, __LINE__);
-	wrote_at(write_events(f.sp, evs, N_KEYED, RECV), MP_OK, N_KEYED, 0, __LINE__);
-	wrote_at(write_events(f.sp, evs + N_KEYED + N_ANON / 2, N_ANON / 2, RECV), MP_OK, N_ANON / 2, 0, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs + N_KEYED, N_ANON / 2, RECV), MP_OK, N_ANON / 2, 0, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs, N_KEYED, RECV), MP_OK, N_KEYED, 0, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs + N_KEYED + N_ANON / 2, N_ANON / 2, RECV), MP_OK, N_ANON / 2, 0, __LINE__);
 	for (int i = 0; i < N_KEYED; i++)
 		evs[i].props = "{'copy':2}";
-	wrote_at(write_events(f.sp, evs, N_KEYED, RECV), MP_OK, 0, N_KEYED, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs, N_KEYED, RECV), MP_OK, 0, N_KEYED, __LINE__);
 	CHECK_INT(store_event_count(f.sp), N_KEYED + N_ANON);
 	if (fx_reopen(&f) == 0)
-		wrote_at(write_events(f.sp, evs, N_KEYED, RECV), MP_OK, 0, N_KEYED, __LINE__);
+		wrote_at(store_fx_write(f.sp, evs, N_KEYED, RECV), MP_OK, 0, N_KEYED, __LINE__);
 	arr = EXPORT_ALL(f.sp);
 	CHECK_INT(cJSON_GetArraySize(arr), N_KEYED + N_ANON);
 	{
@@ -1093,7 +1046,7 @@ static void batch_spanning_30_day_shards_is_stored(void)
 		evs[i].iid = NULL;
 		evs[i].props = NULL;
 	}
-	w = write_events(f.sp, evs, 30, RECV);
+	w = store_fx_write(f.sp, evs, 30, RECV);
 	wrote_at(w, MP_OK, 30, 0, __LINE__);
 	CHECK_INT(store_event_count(f.sp), 30);
 out:
@@ -1349,15 +1302,15 @@ static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 	for (k = 0; k < N / B; k++) {
 		for (i = 0; i < B; i++)
 			evs[i] = (struct ev){ T0 + (k * B + i) * 7 % (N * 7), "e", "u", iid[k * B + i], NULL };
-		wrote_at(write_events(f.sp, evs, B, RECV), MP_OK, B, 0, __LINE__);
+		wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, B, 0, __LINE__);
 	}
 	/* the first batch is in `events` by now, the last one may be staged */
 	for (i = 0; i < B; i++)
 		evs[i] = (struct ev){ T0 + i * 7 % (N * 7), "e", "u", iid[i], "{'again':true}" };
-	wrote_at(write_events(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
 	for (i = 0; i < B; i++)
 		evs[i] = (struct ev){ T0 + (N - B + i) * 7 % (N * 7), "e", "u", iid[N - B + i], "{'again':true}" };
-	wrote_at(write_events(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
+	wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
 	if (fx_reopen(&f) != 0)
 		goto out;
 	arr = EXPORT_ALL(f.sp);
