@@ -123,8 +123,50 @@ struct cs_column {
  * or when the view already holds 32 columns: evaluate the records then). */
 const struct cs_column *cs_column(const struct cs_view *v, uint32_t key, unsigned orders);
 
-/* The user key of a distinct_id string id (the identity seam). */
+/* The user key of a distinct_id string id (the identity seam): ids merged
+ * into one identity cluster share one key (docs/IDENTITY.md). */
 uint32_t colstore_user_key(const struct cs_view *v, uint32_t did);
+
+/* ---------- identity (docs/IDENTITY.md) ----------
+ *
+ * Each view resolves every distinct_id to its cluster's canonical
+ * distinct_id when it is built, from the identity links in the data
+ * (simplified: $device_id/$user_id pairs; original: $identify,
+ * $create_alias, $merge events), replayed in event-time order so arrival
+ * order never matters. */
+
+/* The canonical distinct_id (string id) of distinct_id string id DID: DID
+ * itself when it is merged with nothing (or unknown). */
+uint32_t colstore_canonical(const struct cs_view *v, uint32_t did);
+
+/* The string ids of every distinct_id in the cluster of canonical id CANON
+ * that occurs in the data (as an event's distinct_id or in a link), CANON
+ * first; up to MAX written to OUT; returns how many there are. */
+size_t colstore_cluster(const struct cs_view *v, uint32_t canon, uint32_t *out, size_t max);
+
+enum cs_link_kind { CS_LINK_DEVICE = 1, CS_LINK_IDENTIFY, CS_LINK_ALIAS, CS_LINK_MERGE };
+enum cs_link_fail {
+	CS_FAIL_NONE = 0,
+	CS_FAIL_SAME_IDS,          /* errSameIDs */
+	CS_FAIL_ANON_NON_GUID,     /* errAnonDistinctIdNonGUIDForm */
+	CS_FAIL_ANON_ASSIGNED,     /* errAnonDistinctIdAssignedAlready */
+	CS_FAIL_MANY_IDS,          /* errManyIDs */
+	CS_FAIL_ALIAS_EXISTS,      /* errAliasAlreadyExists */
+	CS_FAIL_DEVICE_MAPPED      /* errDeviceAlreadyMapped (simplified: not the first user of the device) */
+};
+/* One link the identity was built from: A joined B's cluster (device ->
+ * user, $anon_id -> $identified_id, alias -> distinct_id, $merge ids[0]
+ * and ids[1]) at time T (ms), or was refused (FAIL != 0). */
+struct cs_link {
+	int64_t t;
+	uint32_t kind, a, b, fail;
+};
+/* The links of the view in the order they were applied (event time). */
+size_t colstore_links(const struct cs_view *v, const struct cs_link **out);
+/* Mixpanel's name of FAIL ("errManyIDs", ...), "" for CS_FAIL_NONE. */
+const char *colstore_fail_name(uint32_t fail);
+/* "device", "$identify", "$create_alias" or "$merge". */
+const char *colstore_link_kind_name(uint32_t kind);
 
 /* ---------- expression evaluation over a view ---------- */
 

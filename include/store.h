@@ -156,6 +156,11 @@ int store_shard_file(const char *name, char key[32], int64_t *from, int64_t *to)
  * `dict`, in one transaction. */
 enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key, struct sqlite3 **db);
 
+/* A read-only connection to the project's meta.db (profiles, group_profiles,
+ * saved objects; close with sqlite3_close).  PRAGMA data_version on a kept
+ * connection tells when the writer committed a change. */
+enum mp_err store_meta_open_ro(const struct store_project *sp, struct sqlite3 **db);
+
 /* The first column of the first row of SQL (a fixed statement, no
  * parameters) through DB, or -1 when there is none or it fails. */
 int64_t store_sql_int64(struct sqlite3 *db, const char *sql);

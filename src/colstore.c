@@ -613,6 +613,44 @@ uint32_t colstore_user_key(const struct cs_view *v, uint32_t did)
 	return did < p->n_ukey ? p->ukey[did] : CS_NO_USER;
 }
 
+uint32_t colstore_canonical(const struct cs_view *v, uint32_t did)
+{
+	(void)v;
+	return did;
+}
+
+size_t colstore_cluster(const struct cs_view *v, uint32_t canon, uint32_t *out, size_t max)
+{
+	(void)v;
+	if (max)
+		out[0] = canon;
+	return 1;
+}
+
+size_t colstore_links(const struct cs_view *v, const struct cs_link **out)
+{
+	(void)v;
+	*out = NULL;
+	return 0;
+}
+
+const char *colstore_fail_name(uint32_t fail)
+{
+	static const char *const names[] = {
+		"", "errSameIDs", "errAnonDistinctIdNonGUIDForm", "errAnonDistinctIdAssignedAlready",
+		"errManyIDs", "errAliasAlreadyExists", "errDeviceAlreadyMapped"
+	};
+
+	return fail < sizeof names / sizeof names[0] ? names[fail] : "";
+}
+
+const char *colstore_link_kind_name(uint32_t kind)
+{
+	static const char *const names[] = { "", "device", "$identify", "$create_alias", "$merge" };
+
+	return kind < sizeof names / sizeof names[0] ? names[kind] : "";
+}
+
 struct cs_sort_ctx {
 	const int64_t *t;
 	const uint32_t *tie;       /* NULL: the index itself breaks ties */

@@ -1782,6 +1782,11 @@ static enum mp_err store_meta_conn(const struct store_project *sp, int readonly,
 	return store_db_open(path, "meta", sp->st->cfg->sync, readonly, db);
 }
 
+enum mp_err store_meta_open_ro(const struct store_project *sp, sqlite3 **db)
+{
+	return store_meta_conn(sp, 1, db);
+}
+
 enum mp_err store_funnel_create(struct store_project *sp, const char *name, const char *definition,
 				int64_t *id)
 {
