@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include "err.h"
 #include "expr.h"
+#include "identity.h"
 #include "store.h"
 
 #define CS_NO_USER UINT32_MAX
@@ -70,8 +71,10 @@ struct cs_view {
 	struct cs_view_priv *priv;
 };
 
-/* Open the projection of SP; nothing is read until the first acquire. */
-enum mp_err colstore_open(struct store_project *sp, struct colstore **out);
+/* Open the projection of SP, whose identity setting is original ID merge
+ * when IDENTITY_ORIGINAL (else simplified); nothing is read until the
+ * first acquire. */
+enum mp_err colstore_open(struct store_project *sp, int identity_original, struct colstore **out);
 void colstore_free(struct colstore *cs); /* NULL-safe; views must be released first */
 
 /* A view of every event committed before the call (see Currency). */
@@ -144,29 +147,9 @@ uint32_t colstore_canonical(const struct cs_view *v, uint32_t did);
  * first; up to MAX written to OUT; returns how many there are. */
 size_t colstore_cluster(const struct cs_view *v, uint32_t canon, uint32_t *out, size_t max);
 
-enum cs_link_kind { CS_LINK_DEVICE = 1, CS_LINK_IDENTIFY, CS_LINK_ALIAS, CS_LINK_MERGE };
-enum cs_link_fail {
-	CS_FAIL_NONE = 0,
-	CS_FAIL_SAME_IDS,          /* errSameIDs */
-	CS_FAIL_ANON_NON_GUID,     /* errAnonDistinctIdNonGUIDForm */
-	CS_FAIL_ANON_ASSIGNED,     /* errAnonDistinctIdAssignedAlready */
-	CS_FAIL_MANY_IDS,          /* errManyIDs */
-	CS_FAIL_ALIAS_EXISTS,      /* errAliasAlreadyExists */
-	CS_FAIL_DEVICE_MAPPED      /* errDeviceAlreadyMapped (simplified: not the first user of the device) */
-};
-/* One link the identity was built from: A joined B's cluster (device ->
- * user, $anon_id -> $identified_id, alias -> distinct_id, $merge ids[0]
- * and ids[1]) at time T (ms), or was refused (FAIL != 0). */
-struct cs_link {
-	int64_t t;
-	uint32_t kind, a, b, fail;
-};
-/* The links of the view in the order they were applied (event time). */
-size_t colstore_links(const struct cs_view *v, const struct cs_link **out);
-/* Mixpanel's name of FAIL ("errManyIDs", ...), "" for CS_FAIL_NONE. */
-const char *colstore_fail_name(uint32_t fail);
-/* "device", "$identify", "$create_alias" or "$merge". */
-const char *colstore_link_kind_name(uint32_t kind);
+/* The links the identity was built from, in the order they were applied
+ * (simplified: by time), each with its outcome (identity.h). */
+size_t colstore_links(const struct cs_view *v, const struct id_link **out);
 
 /* ---------- expression evaluation over a view ---------- */
 

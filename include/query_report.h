@@ -157,5 +157,6 @@ int q_funnels_list(struct qctx *q);           /* funnels/list */
 int q_funnels_create(struct qctx *q);         /* funnels/create */
 int q_retention(struct qctx *q);              /* retention */
 int q_retention_addiction(struct qctx *q);    /* retention/addiction */
+int q_identity_graph(struct qctx *q);         /* identity/graph (ours) */
 
 #endif

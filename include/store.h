@@ -60,6 +60,9 @@ struct store_event {
 	const char *name;         /* event name, non-empty */
 	const char *distinct_id;  /* "" allowed */
 	const char *insert_id;    /* client $insert_id, or NULL: never deduplicated */
+	const char *link_device;  /* "$device:D" when the event carried $device_id D and
+				     $user_id (= distinct_id) under simplified ID merge:
+				     recorded as an identity link, else NULL */
 	const cJSON *props;       /* object of the properties to keep, stored as they
 				     are: without token, time, distinct_id (ingest takes
 				     them out); with $insert_id if sent */

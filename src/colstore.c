@@ -88,6 +88,8 @@ struct cs_seg {
 	struct buf rows;
 	struct buf arena;          /* the rows' property records, in the same order,
 				      each a varint length and the record */
+	struct id_link *links;     /* the shard's identity links (simplified ID merge) */
+	size_t n_links;
 	int seen;                  /* scratch for acquire */
 };
 
@@ -112,6 +114,11 @@ struct cs_view_priv {
 	uint32_t *ev, *did, *user, *ustart, *ukey;
 	uint64_t *rec;             /* rec_off: addresses (memory views) or file offsets */
 	uint32_t n_ukey;
+	/* identity: canonical string id of every string id (NULL: nothing is
+	 * merged), and the links it came from */
+	uint32_t *canon;
+	struct id_link *links;
+	size_t n_links;
 	/* by event name */
 	uint32_t *name_sid, *nstart, *npos, *name_of;
 	int64_t *nt;
@@ -130,6 +137,7 @@ struct cs_view_priv {
 
 struct colstore {
 	struct store_project *sp;
+	int original;              /* identity = original (else simplified) */
 	atomic_int stopping;       /* colstore_stop(): loads give up (MP_E_SHUTDOWN) */
 	pthread_mutex_t mu;
 	struct cs_strings *strings;
@@ -307,6 +315,7 @@ static void cs_seg_unref(struct cs_seg *g)
 		sqlite3_close(g->db);
 	buf_free(&g->rows);
 	buf_free(&g->arena);
+	free(g->links);
 	free(g);
 }
 
@@ -375,6 +384,42 @@ static int64_t cs_remap_id(void *ctx, int64_t id)
 	return m->map[id];
 }
 
+/* The shard's identity links (table idlinks, shard schema 3), with ids
+ * remapped to string ids.  Inside cs_seg_load's read transaction. */
+static enum mp_err cs_seg_load_links(struct cs_seg *g, struct cs_remap *m)
+{
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	int r;
+
+	free(g->links);
+	g->links = NULL;
+	g->n_links = 0;
+	if (store_sql_int64(g->db, "SELECT count(*) FROM sqlite_master WHERE name='idlinks'") <= 0)
+		return MP_OK;  /* not migrated yet: no links */
+	if (sqlite3_prepare_v2(g->db, "SELECT a, b, t FROM idlinks", -1, &st, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t a = cs_remap_id(m, sqlite3_column_int64(st, 0)), b = cs_remap_id(m, sqlite3_column_int64(st, 1));
+
+		if (a < 0 || b < 0)
+			continue;
+		if (g->n_links == cap) {
+			struct id_link *nl = realloc(g->links, (cap = cap ? cap * 2 : 64) * sizeof *nl);
+
+			if (!nl) {
+				sqlite3_finalize(st);
+				return MP_E_NOMEM;
+			}
+			g->links = nl;
+		}
+		g->links[g->n_links++] = (struct id_link){ sqlite3_column_int64(st, 2), ID_LINK_DEVICE,
+							   (uint32_t)a, (uint32_t)b, 0 };
+	}
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? MP_OK : MP_E_STORE;
+}
+
 /* (Re)read segment G from its file: dictionary, then both event tables,
  * in one read transaction. */
 static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
@@ -433,6 +478,8 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 		int64_t e = sqlite3_column_int64(st, 1), d = sqlite3_column_int64(st, 2);
 		int64_t t = sqlite3_column_int64(st, 0) >> CS_SLOT_BITS;
 
+		if (e == 0)
+			continue;  /* deleted (a tombstone keeps the slot: store.c invariant 6) */
 		if ((g->n & 0xffff) == 0 && atomic_load(&cs->stopping)) {
 			rc = MP_E_SHUTDOWN;  /* the server is stopping: do not make it wait */
 			goto out;
@@ -458,6 +505,8 @@ static enum mp_err cs_seg_load(struct colstore *cs, struct cs_seg *g)
 	}
 	if (r != SQLITE_DONE)
 		rc = MP_E_STORE;
+	if (rc == MP_OK)
+		rc = cs_seg_load_links(g, &m);
 	/* give back what the doubling reserved (up to half the memory) */
 	if (rc == MP_OK)
 		cs_buf_fit(&g->rows);
@@ -580,7 +629,11 @@ static void cs_view_free(struct cs_view *v)
 		 * strings point into it too) */
 		p->t = p->nt = NULL;
 		p->ev = p->did = p->user = p->ustart = p->ukey = p->name_sid = p->nstart = p->npos = p->name_of = NULL;
+		p->canon = NULL;
+		p->links = NULL;
 	}
+	free(p->canon);
+	free(p->links);
 	free(p->t);
 	free(p->ev);
 	free(p->did);
@@ -615,40 +668,35 @@ uint32_t colstore_user_key(const struct cs_view *v, uint32_t did)
 
 uint32_t colstore_canonical(const struct cs_view *v, uint32_t did)
 {
-	(void)v;
-	return did;
+	const struct cs_view_priv *p = v->priv;
+
+	return did < p->n_ukey && p->canon ? p->canon[did] : did;
 }
 
 size_t colstore_cluster(const struct cs_view *v, uint32_t canon, uint32_t *out, size_t max)
 {
-	(void)v;
+	const struct cs_view_priv *p = v->priv;
+	size_t n = 0;
+	uint32_t i;
+
 	if (max)
-		out[0] = canon;
-	return 1;
+		out[n] = canon;
+	n++;
+	if (!p->canon)
+		return n;
+	for (i = 1; i < p->n_ukey; i++)
+		if (p->canon[i] == canon && i != canon) {
+			if (n < max)
+				out[n] = i;
+			n++;
+		}
+	return n;
 }
 
-size_t colstore_links(const struct cs_view *v, const struct cs_link **out)
+size_t colstore_links(const struct cs_view *v, const struct id_link **out)
 {
-	(void)v;
-	*out = NULL;
-	return 0;
-}
-
-const char *colstore_fail_name(uint32_t fail)
-{
-	static const char *const names[] = {
-		"", "errSameIDs", "errAnonDistinctIdNonGUIDForm", "errAnonDistinctIdAssignedAlready",
-		"errManyIDs", "errAliasAlreadyExists", "errDeviceAlreadyMapped"
-	};
-
-	return fail < sizeof names / sizeof names[0] ? names[fail] : "";
-}
-
-const char *colstore_link_kind_name(uint32_t kind)
-{
-	static const char *const names[] = { "", "device", "$identify", "$create_alias", "$merge" };
-
-	return kind < sizeof names / sizeof names[0] ? names[kind] : "";
+	*out = v->priv->links;
+	return v->priv->n_links;
 }
 
 struct cs_sort_ctx {
@@ -748,6 +796,160 @@ nomem:
 	return MP_E_NOMEM;
 }
 
+/* ---------- identity (identity.h) ---------- */
+
+static const char *cs_id_text(void *ctx, uint32_t x, size_t *n)
+{
+	const struct cs_str *e = cs_str_at(ctx, x);
+
+	*n = e->len;
+	return e->s;
+}
+
+/* The string id of the id-like value at V (a string or a number), interned
+ * if it was stored inline; 0 when it is none or empty. */
+static uint32_t cs_id_value(struct colstore *cs, const unsigned char *v, const unsigned char *end)
+{
+	uint64_t x;
+	const unsigned char *q;
+	char tmp[40];
+	int n;
+
+	if (v >= end)
+		return 0;
+	switch (*v) {
+	case PC_DICTSTR:
+		return pc_varint(v + 1, end, &x) && x < cs->strings->n ? (uint32_t)x : 0;
+	case PC_STR:
+		if (!(q = pc_varint(v + 1, end, &x)) || x == 0 || x > (uint64_t)(end - q))
+			return 0;
+		return cs_strings_intern(cs->strings, (const char *)q, (size_t)x);
+	case PC_INT:
+		if (!pc_varint(v + 1, end, &x))
+			return 0;
+		n = snprintf(tmp, sizeof tmp, "%lld", (long long)((x >> 1) ^ -(x & 1)));
+		return cs_strings_intern(cs->strings, tmp, (size_t)n);
+	default:
+		return 0;
+	}
+}
+
+/* Property KEY (a string id, 0 = absent everywhere) of record P/N as an id. */
+static uint32_t cs_id_prop(struct colstore *cs, const unsigned char *p, size_t n, uint32_t key)
+{
+	const unsigned char *v, *ve;
+
+	return key && pc_find(p, n, key, &v, &ve) == 1 ? cs_id_value(cs, v, ve) : 0;
+}
+
+struct cs_links {
+	struct id_link *a;
+	size_t n, cap;
+};
+
+static enum mp_err cs_links_add(struct cs_links *l, int64_t t, uint32_t kind, uint32_t a, uint32_t b)
+{
+	if (!a || !b)
+		return MP_OK;      /* an id is missing: nothing to link */
+	if (l->n == l->cap) {
+		struct id_link *na = realloc(l->a, (l->cap = l->cap ? l->cap * 2 : 256) * sizeof *na);
+
+		if (!na)
+			return MP_E_NOMEM;
+		l->a = na;
+	}
+	l->a[l->n++] = (struct id_link){ t, kind, a, b, 0 };
+	return MP_OK;
+}
+
+/* Original ID merge: the links of the $identify, $create_alias and $merge
+ * events (spec §9.2/§9.3), read from their property records. */
+static enum mp_err cs_identity_events(struct colstore *cs, struct cs_links *l)
+{
+	struct cs_strings *ss = cs->strings;
+	uint32_t e_ident = cs_strings_find(ss, "$identify", 9), e_alias = cs_strings_find(ss, "$create_alias", 13);
+	uint32_t e_merge = cs_strings_find(ss, "$merge", 6);
+	uint32_t k_fail = cs_strings_find(ss, "$failure_reason", 15), k_ident = cs_strings_find(ss, "$identified_id", 14);
+	uint32_t k_anon = cs_strings_find(ss, "$anon_id", 8), k_anon2 = cs_strings_find(ss, "$anon_distinct_id", 17);
+	uint32_t k_alias = cs_strings_find(ss, "alias", 5), k_ids = cs_strings_find(ss, "$distinct_ids", 13);
+	enum mp_err rc = MP_OK;
+	size_t i;
+
+	if (!e_ident && !e_alias && !e_merge)
+		return MP_OK;
+	for (i = 0; i < cs->n_segs && rc == MP_OK; i++) {
+		struct cs_rowit it;
+
+		cs_rowit_init(&it, cs->segs[i]);
+		while (rc == MP_OK && cs_rowit_next(&it)) {
+			const unsigned char *rec, *v, *ve;
+			uint64_t len;
+			uint32_t a, b;
+
+			if ((it.ev != e_ident && it.ev != e_alias && it.ev != e_merge) ||
+			    !(rec = pc_varint(it.rec, it.rend, &len)) || len > (uint64_t)(it.rend - rec))
+				continue;
+			if (k_fail && pc_find(rec, (size_t)len, k_fail, &v, &ve) == 1)
+				continue;  /* refused when it arrived ($merge through /track) */
+			if (it.ev == e_ident) {
+				b = cs_id_prop(cs, rec, (size_t)len, k_ident);
+				a = cs_id_prop(cs, rec, (size_t)len, k_anon);
+				if (!a)
+					a = cs_id_prop(cs, rec, (size_t)len, k_anon2);
+				rc = cs_links_add(l, it.t, ID_LINK_IDENTIFY, a, b ? b : it.did);
+			} else if (it.ev == e_alias) {
+				rc = cs_links_add(l, it.t, ID_LINK_ALIAS, cs_id_prop(cs, rec, (size_t)len, k_alias), it.did);
+			} else if (k_ids && pc_find(rec, (size_t)len, k_ids, &v, &ve) == 1 && *v == PC_ARRAY) {
+				const unsigned char *q = pc_varint(v + 1, ve, &len), *q2;
+				uint32_t x = 0, y = 0;
+
+				if (!q || len != 2 || !(q2 = pc_skip_value(q, ve, 0)))
+					continue;
+				x = cs_id_value(cs, q, q2);
+				y = cs_id_value(cs, q2, ve);
+				if (!x || !y)
+					continue;
+				rc = cs_links_add(l, it.t, ID_LINK_MERGE, x, y);
+			}
+		}
+	}
+	return rc;
+}
+
+/* Resolve the identity of the segments' data into P (canon, links). */
+static enum mp_err cs_identity_build(struct colstore *cs, struct cs_view_priv *p)
+{
+	struct cs_links l = { NULL, 0, 0 };
+	enum mp_err rc = MP_OK;
+	size_t i;
+
+	if (cs->original) {
+		rc = cs_identity_events(cs, &l);
+	} else {
+		for (i = 0; i < cs->n_segs && rc == MP_OK; i++) {
+			const struct cs_seg *g = cs->segs[i];
+			size_t k;
+
+			for (k = 0; k < g->n_links && rc == MP_OK; k++)
+				rc = cs_links_add(&l, g->links[k].t, ID_LINK_DEVICE, g->links[k].a, g->links[k].b);
+		}
+	}
+	if (rc == MP_OK && l.n) {
+		if (!(p->canon = malloc(cs->strings->n * sizeof *p->canon)))
+			rc = MP_E_NOMEM;
+		else
+			rc = identity_resolve(cs->original, l.a, &l.n, cs->strings->n, cs_id_text, cs->strings,
+					      p->canon);
+	}
+	if (rc != MP_OK) {
+		free(l.a);
+		return rc;
+	}
+	p->links = l.a;
+	p->n_links = l.n;
+	return MP_OK;
+}
+
 static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 {
 	struct cs_view *v = calloc(1, sizeof *v);
@@ -767,6 +969,8 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 	pthread_mutex_init(&p->colmu, NULL);
 	for (i = 0; i < cs->n_segs; i++)
 		n += cs->segs[i]->n;
+	if (cs_identity_build(cs, p) != MP_OK)
+		goto nomem;  /* (p->segs is still empty: freeing the view is safe) */
 	p->n_ukey = cs->strings->n ? cs->strings->n : 1;
 	if (!(p->segs = calloc(cs->n_segs ? cs->n_segs : 1, sizeof *p->segs)) ||
 	    !(p->t = malloc((n ? n : 1) * sizeof *p->t)) ||
@@ -793,12 +997,19 @@ static enum mp_err cs_view_build(struct colstore *cs, struct cs_view **out)
 
 		cs_rowit_init(&it, p->segs[i]);
 		while (cs_rowit_next(&it)) {
-			if (it.did != empty_id && p->ukey[it.did] == CS_NO_USER)
-				p->ukey[it.did] = nu++;
+			uint32_t c = p->canon ? p->canon[it.did] : it.did;
+
+			if (it.did != empty_id && p->ukey[c] == CS_NO_USER)
+				p->ukey[c] = nu++;
 			if (p->name_of[it.ev] == CS_NO_USER)
 				p->name_of[it.ev] = nn++;
 		}
 	}
+	/* every id of a cluster takes its canonical id's key */
+	if (p->canon)
+		for (i = 1; i < p->n_ukey; i++)
+			if (p->canon[i] != i)
+				p->ukey[i] = p->ukey[p->canon[i]];
 	if (!(p->name_sid = malloc((nn ? nn : 1) * sizeof *p->name_sid)) ||
 	    !(p->nstart = calloc((size_t)nn + 1, sizeof *p->nstart)) ||
 	    !(ncnt = calloc((size_t)nn + 1, sizeof *ncnt)) ||
@@ -900,16 +1111,17 @@ static int64_t cs_now_ms(void)
  */
 
 #define CS_FILE_NAME "projection.bin"
-#define CS_FILE_VERSION 2
+#define CS_FILE_VERSION 3
 
 enum { CS_F_MANIFEST, CS_F_T, CS_F_EV, CS_F_DID, CS_F_USER, CS_F_USTART, CS_F_NAME_SID, CS_F_NSTART,
        CS_F_NT, CS_F_NPOS, CS_F_UKEY, CS_F_NAME_OF, CS_F_ROFF, CS_F_ARENA, CS_F_STROFF, CS_F_STR, CS_F_IDX,
-       CS_F_NSEC };
+       CS_F_CANON, CS_F_LINKS, CS_F_NSEC };
 
 struct cs_fhdr {
 	char magic[8];
 	uint64_t version;
 	uint64_t n, n_users, n_names, n_strings, n_ukey, n_shards, arena_len, str_len, idx_cap;
+	uint64_t has_canon, n_links;
 	uint64_t off[CS_F_NSEC];
 	uint64_t total;
 };
@@ -994,6 +1206,8 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 	h.n_shards = p->n_segs;
 	h.arena_len = x;
 	h.str_len = stroff[v->n_strings];
+	h.has_canon = p->canon != NULL;
+	h.n_links = p->n_links;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0 || !(w.f = fdopen(fd, "wb"))) {
 		if (fd >= 0)
@@ -1016,6 +1230,8 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 	cs_fw_section(&w, &h, CS_F_NPOS, v->npos, v->n * sizeof *v->npos);
 	cs_fw_section(&w, &h, CS_F_UKEY, p->ukey, (size_t)p->n_ukey * sizeof *p->ukey);
 	cs_fw_section(&w, &h, CS_F_NAME_OF, p->name_of, (size_t)p->n_ukey * sizeof *p->name_of);
+	cs_fw_section(&w, &h, CS_F_CANON, p->canon, p->canon ? (size_t)p->n_ukey * sizeof *p->canon : 0);
+	cs_fw_section(&w, &h, CS_F_LINKS, p->links, p->n_links * sizeof *p->links);
 	cs_fw_section(&w, &h, CS_F_ROFF, roff, (v->n + 1) * sizeof *roff);
 	h.off[CS_F_ARENA] = w.pos;
 	for (i = 0; i < v->n && !w.err; i++)
@@ -1180,7 +1396,9 @@ static int cs_load_file(struct colstore *cs)
 	    !CS_SEC_OK(CS_F_NT, h->n * 8) || !CS_SEC_OK(CS_F_NPOS, h->n * 4) ||
 	    !CS_SEC_OK(CS_F_UKEY, h->n_ukey * 4) || !CS_SEC_OK(CS_F_NAME_OF, h->n_ukey * 4) ||
 	    !CS_SEC_OK(CS_F_ROFF, (h->n + 1) * 8) || !CS_SEC_OK(CS_F_ARENA, h->arena_len) ||
-	    !CS_SEC_OK(CS_F_STROFF, (h->n_strings + 1) * 8) || !CS_SEC_OK(CS_F_STR, h->str_len))
+	    !CS_SEC_OK(CS_F_STROFF, (h->n_strings + 1) * 8) || !CS_SEC_OK(CS_F_STR, h->str_len) ||
+	    h->has_canon > 1 || !CS_SEC_OK(CS_F_CANON, h->has_canon * h->n_ukey * 4) ||
+	    h->n_links >= UINT32_MAX || !CS_SEC_OK(CS_F_LINKS, h->n_links * sizeof(struct id_link)))
 		goto bad;
 	man = (const void *)(base + h->off[CS_F_MANIFEST]);
 	if (!cs_manifest_current(cs, man, h->n_shards))
@@ -1240,8 +1458,14 @@ static int cs_load_file(struct colstore *cs)
 	v->npos = p->npos = (void *)(base + h->off[CS_F_NPOS]);
 	p->ukey = (void *)(base + h->off[CS_F_UKEY]);
 	p->name_of = (void *)(base + h->off[CS_F_NAME_OF]);
+	p->canon = h->has_canon ? (void *)(base + h->off[CS_F_CANON]) : NULL;
+	p->links = (void *)(base + h->off[CS_F_LINKS]);
+	p->n_links = (size_t)h->n_links;
 	/* everything an array index comes from is checked: a damaged file is
 	 * refused, never read out of bounds */
+	for (i = 0; i < p->n_links; i++)
+		if (p->links[i].a >= v->n_strings || p->links[i].b >= v->n_strings)
+			goto bad;
 	for (i = 0; i <= v->n_users; i++)
 		if (v->ustart[i] > v->ustart[i + 1] || v->ustart[i + 1] > v->n)
 			goto bad;
@@ -1254,7 +1478,8 @@ static int cs_load_file(struct colstore *cs)
 	 * values are only compared, never used as indexes */
 	for (i = 0; i < p->n_ukey; i++)
 		if ((p->ukey[i] != CS_NO_USER && p->ukey[i] >= v->n_users) ||
-		    (p->name_of[i] != CS_NO_USER && p->name_of[i] >= v->n_names))
+		    (p->name_of[i] != CS_NO_USER && p->name_of[i] >= v->n_names) ||
+		    (p->canon && p->canon[i] >= p->n_ukey))
 			goto bad;
 	/* the records are not read here, so loading touches no page of the
 	 * arena: cs_props bounds every record by the arena when it is read */
@@ -1296,7 +1521,7 @@ bad:
 
 /* ---------- public ---------- */
 
-enum mp_err colstore_open(struct store_project *sp, struct colstore **out)
+enum mp_err colstore_open(struct store_project *sp, int identity_original, struct colstore **out)
 {
 	struct colstore *cs = calloc(1, sizeof *cs);
 
@@ -1306,6 +1531,7 @@ enum mp_err colstore_open(struct store_project *sp, struct colstore **out)
 	}
 	cs->strings->n = 1;
 	cs->sp = sp;
+	cs->original = identity_original;
 	pthread_mutex_init(&cs->mu, NULL);
 	*out = cs;
 	return MP_OK;

@@ -374,7 +374,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	struct ingest_check ck;
 	int64_t t;
 	size_t nprops = 0;
-	const char *did, *sent = NULL;
+	const char *did, *sent = NULL, *link = NULL;
 	enum mp_err rc;
 	int track = opts->endpoint == INGEST_TRACK;
 	int simplified;
@@ -452,14 +452,27 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		const char *dev = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(props, "$device_id"));
 		char tmp[300];
 
+		if (dev && dev[0])
+			snprintf(tmp, sizeof tmp, "$device:%s", dev);
 		if (uid && uid[0]) {
 			did = uid;
+			/* rule 4 of §9.1: the pair links the device to the user */
+			if (simplified && dev && dev[0] && strlen(tmp) <= INGEST_MAX_STRING &&
+			    !(link = ingest_keep(res, strdup(tmp))))
+				return MP_E_NOMEM;
 		} else if (dev && dev[0]) {
-			snprintf(tmp, sizeof tmp, "$device:%s", dev);
 			if (!(did = sent && !strcmp(sent, tmp) ? sent : ingest_keep(res, strdup(tmp))))
 				return MP_E_NOMEM;
 		}
 	}
+	/* $merge only through the authenticated /import (spec §9.2): stored,
+	 * but marked so the identity replay leaves it out */
+	if (track && !simplified && !strcmp(ev->valuestring, "$merge") &&
+	    !cJSON_GetObjectItemCaseSensitive(props, "$failure_reason") &&
+	    (!cJSON_AddStringToObject(props, "$failure_reason", "errMergeRequiresImport") ||
+	     !cJSON_AddStringToObject(props, "$failure_description",
+				      "$merge is only accepted through /import with the project secret")))
+		return MP_E_NOMEM;
 	if (!did && opts->use_ip && opts->client_ip) {
 		uint64_t h = 1469598103934665603ULL;
 		const char *p;
@@ -541,6 +554,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	se->name = ev->valuestring;
 	se->distinct_id = did;
 	se->insert_id = iv ? iv->valuestring : NULL;
+	se->link_device = link;
 	se->props = props;
 	res->n_valid++;
 	return MP_OK;

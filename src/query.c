@@ -99,7 +99,7 @@ enum mp_err query_engine_open(const struct config *cfg, struct store *st, struct
 			query_engine_free(qe);
 			return rc;
 		}
-		if ((rc = colstore_open(store_project_get(st, p), &qe->cs[i])) != MP_OK) {
+		if ((rc = colstore_open(store_project_get(st, p), p->identity == CONFIG_IDENTITY_ORIGINAL, &qe->cs[i])) != MP_OK) {
 			snprintf(err, errlen, "project %s: %s", p->name, mp_strerror(rc));
 			query_engine_free(qe);
 			return rc;
@@ -160,6 +160,7 @@ static const struct {
 	{ "funnels/create", QK_WRITE, q_funnels_create },
 	{ "retention", QK_READ, q_retention },
 	{ "retention/addiction", QK_READ, q_retention_addiction },
+	{ "identity/graph", QK_READ, q_identity_graph },
 };
 
 static int q_find(const char *endpoint)

@@ -229,7 +229,9 @@ struct shard {
 	int64_t from_ms, to_ms;   /* the times it holds: [from_ms, to_ms) */
 	sqlite3 *db;
 	sqlite3_stmt *st_stage_ins, *st_stage_upd, *st_main_get, *st_stage_get, *st_dup_upd, *st_dict_ins, *st_stat;
+	sqlite3_stmt *st_link_put;
 	struct strmap dict;
+	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
@@ -459,6 +461,8 @@ static void shard_close(struct shard *sh)
 	sqlite3_finalize(sh->st_stage_get);
 	sqlite3_finalize(sh->st_dup_upd);
 	imap_clear(&sh->staged);
+	sqlite3_finalize(sh->st_link_put);
+	imap_clear(&sh->links);
 	sqlite3_finalize(sh->st_dict_ins);
 	sqlite3_finalize(sh->st_stat);
 	strmap_clear(&sh->dict);
@@ -489,6 +493,29 @@ static enum mp_err shard_load_dict(struct shard *sh)
 			break;
 		if (n == 10 && memcmp(s, "$insert_id", 10) == 0)
 			sh->insert_id_key = id;
+	}
+	if (rc == MP_OK && r != SQLITE_DONE)
+		rc = store_sqlite_err(r);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Read the shard's identity links into its map. */
+static enum mp_err shard_load_links(struct shard *sh)
+{
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc = MP_OK;
+	int r;
+
+	imap_clear(&sh->links);
+	if (sqlite3_prepare_v2(sh->db, "SELECT a, b, t FROM idlinks", -1, &st, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t a = sqlite3_column_int64(st, 0), b = sqlite3_column_int64(st, 1);
+
+		if (a > 0 && b > 0 && a < INT32_MAX && b < INT32_MAX &&
+		    (rc = imap_put(&sh->links, a << 32 | b, sqlite3_column_int64(st, 2) + 1)) != MP_OK)
+			break;
 	}
 	if (rc == MP_OK && r != SQLITE_DONE)
 		rc = store_sqlite_err(r);
@@ -545,11 +572,14 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM stage WHERE seq=?", &sh->st_stage_get)) ||
 	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
+	    (rc = store_prepare(sh->db, "INSERT INTO idlinks(a,b,t) VALUES(?1,?2,?3) ON CONFLICT(a,b) "
+					"DO UPDATE SET t=excluded.t WHERE excluded.t < idlinks.t", &sh->st_link_put)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+CASE name WHEN 'gen' THEN 1 ELSE ?1 END "
 						  "WHERE name IN ('events','gen')", &sh->st_stat)))
 		goto fail;
 	sh->anon_seq = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
-	if ((rc = shard_load_dict(sh)) != MP_OK || (rc = shard_load_stage(sh)) != MP_OK)
+	if ((rc = shard_load_dict(sh)) != MP_OK || (rc = shard_load_stage(sh)) != MP_OK ||
+	    (rc = shard_load_links(sh)) != MP_OK)
 		goto fail;
 	*out = sh;
 	return MP_OK;
@@ -715,6 +745,31 @@ static enum mp_err store_merge_stage(struct shard *sh)
 	return shard_load_stage(sh);
 }
 
+/* Record the identity link DEVICE -> D_ID at time T unless the shard holds
+ * it with an earlier or equal time (the map answers without SQL). */
+static enum mp_err store_put_link(struct shard *sh, const char *device, int64_t d_id, int64_t t)
+{
+	int64_t a = shard_intern(sh, device, strlen(device), 0), key, known;
+	int r;
+
+	if (a < 0)
+		return (enum mp_err)(-a);
+	if (a >= INT32_MAX || d_id >= INT32_MAX)
+		return MP_E_TOOBIG;
+	key = a << 32 | d_id;
+	known = imap_get(&sh->links, key);
+	if (known && known - 1 <= t)
+		return MP_OK;
+	sqlite3_bind_int64(sh->st_link_put, 1, a);
+	sqlite3_bind_int64(sh->st_link_put, 2, d_id);
+	sqlite3_bind_int64(sh->st_link_put, 3, t);
+	r = sqlite3_step(sh->st_link_put);
+	sqlite3_reset(sh->st_link_put);
+	if (r != SQLITE_DONE)
+		return store_sqlite_err(r);
+	return imap_put(&sh->links, key, t + 1);
+}
+
 static enum mp_err store_apply_event(struct store_project *sp, struct store_batch *b,
 				     const struct store_event *ev)
 {
@@ -757,6 +812,9 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		sh->anon_seq++;
 	}
 	if ((rc = store_probe(sh, ev, e_id, d_id, home, &free_id, &dup_id, &dup_seq)) != MP_OK)
+		return rc;
+	if (ev->link_device && ev->distinct_id[0] &&
+	    (rc = store_put_link(sh, ev->link_device, d_id, ev->time_ms)) != MP_OK)
 		return rc;
 	if (dup_id) {
 		/* Mixpanel keeps the most recently ingested copy */
@@ -893,7 +951,7 @@ static void store_rollback_all(struct store_project *sp)
 		store_exec(sh->db, "ROLLBACK");
 		sh->in_tx = 0;
 		/* invariants 3 and 5: the maps may hold rows the rollback took away */
-		if (shard_load_dict(sh) != MP_OK || shard_load_stage(sh) != MP_OK)
+		if (shard_load_dict(sh) != MP_OK || shard_load_stage(sh) != MP_OK || shard_load_links(sh) != MP_OK)
 			log_error("shard %s: cannot reload its maps after a rollback", sh->key);
 	}
 	if (sp->meta_in_tx) {

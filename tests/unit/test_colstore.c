@@ -62,7 +62,7 @@ static int fx_projection(struct fx *f, int rc)
 	f->sp = f->s.sp;
 	if (rc != 0)
 		return rc;
-	if (colstore_open(f->sp, &f->cs) != MP_OK) {
+	if (colstore_open(f->sp, 0, &f->cs) != MP_OK) {
 		fprintf(stderr, "colstore_open failed\n");
 		f->cs = NULL;
 		tl_cur_failed = 1;
@@ -689,7 +689,7 @@ static void two_projections_agree(void)
 		return;
 	}
 	gen_write(f.sp, 60, 3, DAY_MS, 20);
-	CHECK_INT(colstore_open(f.sp, &cs2), MP_OK);
+	CHECK_INT(colstore_open(f.sp, 0, &cs2), MP_OK);
 	a = ACQUIRE(f.cs);
 	b = cs2 ? ACQUIRE(cs2) : NULL;
 	if (a && b) {
