@@ -151,6 +151,21 @@ size_t colstore_cluster(const struct cs_view *v, uint32_t canon, uint32_t *out, 
  * (simplified: by time), each with its outcome (identity.h). */
 size_t colstore_links(const struct cs_view *v, const struct id_link **out);
 
+/* ---------- group analytics ----------
+ *
+ * The group view of V for group key KEY (the string id of an event
+ * property such as "company"): the same events re-sorted by (group, time),
+ * where each "user" is one group id, the value of the event's KEY property
+ * (a string, or a number written as text; an event whose KEY is a list
+ * counts under each distinct id in it, so it appears once per group).
+ * Every report runs unchanged on it and counts groups instead of users.
+ * Events without the key are left out.  Built on first use and kept with V
+ * (up to 8 keys), so *OUT lives as long as V is held.  MP_E_NOMEM,
+ * MP_E_TOOBIG (too many group keys), MP_E_INVALID (V is a group view). */
+enum mp_err colstore_group_view(const struct cs_view *v, uint32_t key, struct cs_view **out);
+/* The id of group GROUP (0..n_users-1) of group view G. */
+const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t *len);
+
 /* ---------- expression evaluation over a view ---------- */
 
 /* Per-query evaluation context: set .i to the event, pass cs_eval_lookup

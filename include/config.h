@@ -31,6 +31,9 @@
  *             identity (simplified|original, default simplified: Mixpanel's ID
  *                       merge system; simplified derives distinct_id from
  *                       $user_id / $device_id on every event, spec §9.1)
+ *             group_keys (comma-separated event property names that name groups,
+ *                       e.g. "company, team"; reports take data_group_id = the
+ *                       1-based position or the key itself)
  *   At least one project is required.
  *
  * Ownership: config_load()/config_parse() return a config that the caller
@@ -53,6 +56,9 @@ struct config_project {
 	char *api_secret;
 	char *timezone;
 	enum config_identity identity;
+	char **group_keys;         /* group_keys: event properties naming groups; data_group_id
+				      N (1-based) is group_keys[N-1] */
+	size_t n_group_keys;
 };
 
 /* [service_account.NAME]: HTTP Basic username:secret for the query, export

@@ -94,6 +94,7 @@ struct cs_seg {
 };
 
 #define CS_MAX_COLUMNS 32
+#define CS_MAX_GROUP_VIEWS 8
 
 struct cs_file_shard {
 	char key[32];
@@ -133,6 +134,16 @@ struct cs_view_priv {
 	pthread_mutex_t colmu;
 	struct cs_column *cols[CS_MAX_COLUMNS];
 	size_t n_cols;
+	/* group views of this view (colstore_group_view), built on demand under
+	 * colmu, freed with it */
+	struct cs_view *groups[CS_MAX_GROUP_VIEWS];
+	uint32_t group_key[CS_MAX_GROUP_VIEWS];
+	size_t n_groups;
+	/* a group view: its parent (which owns it and the arrays it shares:
+	 * ukey, canon, links, name_sid, name_of), and its groups' names */
+	const struct cs_view *parent;
+	struct buf gnames;         /* the group ids, each NUL-terminated */
+	uint64_t *gname_off;       /* group k's name at gnames.data + gname_off[k] */
 };
 
 struct colstore {
@@ -622,8 +633,16 @@ static void cs_view_free(struct cs_view *v)
 
 	for (i = 0; i < p->n_segs; i++)
 		cs_seg_unref(p->segs[i]);
+	for (i = 0; i < p->n_groups; i++)
+		cs_view_free(p->groups[i]);
 	free(p->segs);
 	free(p->manifest);
+	buf_free(&p->gnames);
+	free(p->gname_off);
+	if (p->parent) {
+		p->ukey = p->name_sid = p->name_of = p->canon = NULL;
+		p->links = NULL;
+	}
 	if (p->map) {
 		/* the arrays live in the mapping, which the colstore owns (its
 		 * strings point into it too) */
@@ -1829,6 +1848,361 @@ const struct cs_column *cs_column(const struct cs_view *v, uint32_t key, unsigne
 	return c;
 }
 
+/* ---------- group views ---------- */
+
+struct cs_gmap {                   /* group id text -> group number */
+	uint32_t *slot;            /* group + 1, 0 empty */
+	size_t cap;
+	uint32_t n;
+	struct buf *names;
+	uint64_t *off;             /* group -> offset of its name in names */
+	size_t off_cap;
+};
+
+static uint32_t cs_gmap_get(struct cs_gmap *m, const char *s, size_t n)
+{
+	uint64_t h = cs_hash(s, n);
+	size_t i;
+
+	if ((size_t)(m->n + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 1024, k;
+		uint32_t *ns = calloc(cap, sizeof *ns);
+
+		if (!ns)
+			return CS_NO_USER;
+		for (k = 0; k < m->cap; k++)
+			if (m->slot[k]) {
+				const char *g = m->names->data + m->off[m->slot[k] - 1];
+				size_t j = (size_t)cs_hash(g, strlen(g)) & (cap - 1);
+
+				while (ns[j])
+					j = (j + 1) & (cap - 1);
+				ns[j] = m->slot[k];
+			}
+		free(m->slot);
+		m->slot = ns;
+		m->cap = cap;
+	}
+	for (i = (size_t)h & (m->cap - 1); m->slot[i]; i = (i + 1) & (m->cap - 1)) {
+		const char *g = m->names->data + m->off[m->slot[i] - 1];
+
+		if (strlen(g) == n && !memcmp(g, s, n))
+			return m->slot[i] - 1;
+	}
+	if (m->n == m->off_cap) {
+		uint64_t *no = realloc(m->off, (m->off_cap = m->off_cap ? m->off_cap * 2 : 1024) * sizeof *no);
+
+		if (!no)
+			return CS_NO_USER;
+		m->off = no;
+	}
+	m->off[m->n] = m->names->len;
+	if (buf_append(m->names, s, n) != MP_OK || buf_putc(m->names, '\0') != MP_OK)
+		return CS_NO_USER;
+	m->slot[i] = m->n + 1;
+	return m->n++;
+}
+
+/* pc_lookup_fn over a view: string id -> string. */
+static const char *cs_view_str(void *ctx, int64_t id, size_t *len)
+{
+	const struct cs_view *v = ctx;
+
+	if (id < 1 || (uint64_t)id >= v->n_strings)
+		return NULL;
+	return cs_string(v, (uint32_t)id, len);
+}
+
+/* The group of a scalar value at V (a string or a number), CS_NO_USER
+ * when it names none (or out of memory: *OOM set). */
+static uint32_t cs_group_of_value(const struct cs_view *v, struct cs_gmap *m, const unsigned char *val,
+				  const unsigned char *end, int *oom)
+{
+	struct expr_value x;
+	char tmp[40];
+	const char *s;
+	size_t n;
+	uint32_t g;
+
+	if (pc_expr_value(val, end, cs_view_str, (void *)v, &x, NULL, 0) != 0)
+		return CS_NO_USER;
+	if (x.type == EXPR_STRING) {
+		s = x.u.str.s;
+		n = x.u.str.len;
+	} else if (x.type == EXPR_NUMBER) {
+		n = expr_value_key(&x, tmp, sizeof tmp);
+		s = tmp;
+		if (n >= sizeof tmp)
+			return CS_NO_USER;
+	} else {
+		return CS_NO_USER;
+	}
+	if (!n || memchr(s, '\0', n))
+		return CS_NO_USER;
+	if ((g = cs_gmap_get(m, s, n)) == CS_NO_USER)
+		*oom = 1;
+	return g;
+}
+
+/* Pairs (group, event) of view V for the group key KEY: an event whose
+ * property is a list belongs to each group it names (once). */
+struct cs_gpair {
+	uint32_t g;
+	uint32_t i;
+};
+
+static enum mp_err cs_group_pairs(const struct cs_view *v, uint32_t key, const struct cs_column *col,
+				  struct cs_gmap *m, struct cs_gpair **out, size_t *n_out)
+{
+	struct cs_gpair *pr = NULL;
+	size_t n = 0, cap = 0, i;
+	uint32_t *memo = NULL;         /* string id -> group + 1 */
+	int oom = 0;
+
+	if (!(memo = calloc(v->n_strings ? v->n_strings : 1, sizeof *memo)))
+		return MP_E_NOMEM;
+	for (i = 0; i < v->n && !oom; i++) {
+		uint32_t code = col ? col->code[i] : CS_V_OTHER, gs[300];
+		size_t ng = 0, k, len;
+		const unsigned char *p, *val, *end, *q;
+		uint64_t cnt;
+
+		if (code == CS_V_UNDEF || code == CS_V_NULL || code == CS_V_FALSE || code == CS_V_TRUE)
+			continue;
+		if (code >= CS_V_STR && memo[code - CS_V_STR]) {
+			gs[ng++] = memo[code - CS_V_STR] - 1;
+		} else {
+			p = cs_props(v, i, &len);
+			if (pc_find(p, len, key, &val, &end) != 1)
+				continue;
+			if (*val == PC_ARRAY) {
+				if (!(q = pc_varint(val + 1, end, &cnt)))
+					continue;
+				for (; cnt-- && q < end && ng < 300; ) {
+					const unsigned char *e = pc_skip_value(q, end, 1);
+					uint32_t g;
+
+					if (!e)
+						break;
+					if ((g = cs_group_of_value(v, m, q, e, &oom)) != CS_NO_USER) {
+						for (k = 0; k < ng && gs[k] != g; k++)
+							;
+						if (k == ng)
+							gs[ng++] = g;
+					}
+					q = e;
+				}
+			} else {
+				uint32_t g = cs_group_of_value(v, m, val, end, &oom);
+
+				if (g != CS_NO_USER) {
+					gs[ng++] = g;
+					if (code >= CS_V_STR)
+						memo[code - CS_V_STR] = g + 1;
+				}
+			}
+		}
+		for (k = 0; k < ng; k++) {
+			if (n == cap) {
+				struct cs_gpair *np = realloc(pr, (cap = cap ? cap * 2 : 4096) * sizeof *np);
+
+				if (!np) {
+					oom = 1;
+					break;
+				}
+				pr = np;
+			}
+			pr[n].g = gs[k];
+			pr[n++].i = (uint32_t)i;
+		}
+	}
+	free(memo);
+	if (oom) {
+		free(pr);
+		return MP_E_NOMEM;
+	}
+	*out = pr;
+	*n_out = n;
+	return MP_OK;
+}
+
+static int cs_gpair_cmp(const void *a, const void *b, void *arg)
+{
+	const struct cs_gpair *x = a, *y = b;
+	const int64_t *t = arg;
+
+	if (x->g != y->g)
+		return x->g < y->g ? -1 : 1;
+	if (t[x->i] != t[y->i])
+		return t[x->i] < t[y->i] ? -1 : 1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Build the group view of V for group key KEY (see colstore.h). */
+static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const struct cs_column *col,
+				  struct cs_view **out)
+{
+	struct cs_view *g = calloc(1, sizeof *g);
+	struct cs_view_priv *p = calloc(1, sizeof *p), *vp = v->priv;
+	struct cs_gmap m;
+	struct cs_gpair *pr = NULL;
+	size_t n = 0, i, j, k;
+	uint32_t *first = NULL;
+	enum mp_err rc = MP_E_NOMEM;
+
+	memset(&m, 0, sizeof m);
+	if (!g || !p) {
+		free(g);
+		free(p);
+		return MP_E_NOMEM;
+	}
+	g->priv = p;
+	p->cs = vp->cs;
+	p->refs = 1;
+	p->parent = v;
+	pthread_mutex_init(&p->colmu, NULL);
+	buf_init(&p->gnames, (size_t)1 << 36);
+	m.names = &p->gnames;
+	if ((rc = cs_group_pairs(v, key, col, &m, &pr, &n)) != MP_OK)
+		goto fail;
+	rc = MP_E_NOMEM;
+	if (n >= UINT32_MAX)
+		goto fail;
+	qsort_r(pr, n, sizeof *pr, cs_gpair_cmp, (void *)v->t);
+	if (!(p->t = malloc((n ? n : 1) * sizeof *p->t)) || !(p->ev = malloc((n ? n : 1) * sizeof *p->ev)) ||
+	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) || !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
+	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) || !(p->ustart = calloc((size_t)m.n + 2, sizeof *p->ustart)) ||
+	    !(p->nt = malloc((n ? n : 1) * sizeof *p->nt)) || !(p->npos = malloc((n ? n : 1) * sizeof *p->npos)) ||
+	    !(p->nstart = calloc((size_t)v->n_names + 1, sizeof *p->nstart)) ||
+	    !(first = calloc(v->n + 1, sizeof *first)))
+		goto fail;
+	for (k = 0; k < n; k++) {
+		size_t i0 = pr[k].i;
+
+		p->t[k] = v->t[i0];
+		p->ev[k] = v->ev[i0];
+		p->did[k] = v->did[i0];
+		p->user[k] = pr[k].g;
+		p->rec[k] = v->rec_off[i0];
+		p->ustart[pr[k].g + 1]++;
+		first[i0 + 1]++;
+	}
+	for (k = 0; k < m.n; k++)
+		p->ustart[k + 1] += p->ustart[k];
+	p->ustart[m.n + 1] = (uint32_t)n;
+	/* by event name, in time order: walk the parent's by-name order and
+	 * emit each event's positions in this view */
+	for (i = 0; i < v->n; i++)
+		first[i + 1] += first[i];       /* first[i]: how many pairs come from events < i */
+	{
+		/* pos[first[i] ..]: the pairs of event i, in pair order */
+		uint32_t *at = malloc((v->n ? v->n : 1) * sizeof *at), *pos = malloc((n ? n : 1) * sizeof *pos);
+
+		if (!at || !pos) {
+			free(at);
+			free(pos);
+			goto fail;
+		}
+		memcpy(at, first, v->n * sizeof *at);
+		for (k = 0; k < n; k++)
+			pos[at[pr[k].i]++] = (uint32_t)k;
+		for (j = 0, k = 0; k < v->n_names; k++) {
+			size_t x;
+
+			p->nstart[k] = (uint32_t)j;
+			for (x = v->nstart[k]; x < v->nstart[k + 1]; x++) {
+				uint32_t i0 = v->npos[x], y;
+
+				if (i0 >= v->n)
+					continue;
+				for (y = first[i0]; y < first[i0 + 1]; y++) {
+					p->nt[j] = v->nt[x];
+					p->npos[j++] = pos[y];
+				}
+			}
+		}
+		p->nstart[v->n_names] = (uint32_t)j;
+		free(at);
+		free(pos);
+	}
+	free(first);
+	free(pr);
+	p->gname_off = m.off;
+	free(m.slot);
+	p->ukey = vp->ukey;
+	p->n_ukey = vp->n_ukey;
+	p->canon = vp->canon;
+	p->links = vp->links;
+	p->n_links = vp->n_links;
+	p->name_sid = vp->name_sid;
+	p->name_of = vp->name_of;
+	g->n = n;
+	g->t = p->t;
+	g->ev = p->ev;
+	g->did = p->did;
+	g->user = p->user;
+	g->rec_base = v->rec_base;
+	g->rec_off = p->rec;
+	g->rec_limit = v->rec_limit;
+	g->n_users = m.n;
+	g->ustart = p->ustart;
+	g->n_names = v->n_names;
+	g->name_sid = v->name_sid;
+	g->nstart = p->nstart;
+	g->nt = p->nt;
+	g->npos = p->npos;
+	g->n_strings = v->n_strings;
+	g->strings = v->strings;
+	*out = g;
+	return MP_OK;
+fail:
+	free(first);
+	free(pr);
+	free(m.slot);
+	p->gname_off = m.off;
+	cs_view_free(g);
+	return rc;
+}
+
+enum mp_err colstore_group_view(const struct cs_view *v, uint32_t key, struct cs_view **out)
+{
+	struct cs_view_priv *p = v->priv;
+	const struct cs_column *col = cs_column(v, key, CS_COL_MAIN);  /* NULL: read the records */
+	struct cs_view *g = NULL;
+	enum mp_err rc = MP_OK;
+	size_t i;
+
+	if (p->parent)
+		return MP_E_INVALID;
+	pthread_mutex_lock(&p->colmu);
+	for (i = 0; i < p->n_groups; i++)
+		if (p->group_key[i] == key)
+			g = p->groups[i];
+	if (!g && p->n_groups == CS_MAX_GROUP_VIEWS)
+		rc = MP_E_TOOBIG;
+	if (!g && rc == MP_OK && (rc = cs_group_build(v, key, col, &g)) == MP_OK) {
+		p->group_key[p->n_groups] = key;
+		p->groups[p->n_groups++] = g;
+	}
+	pthread_mutex_unlock(&p->colmu);
+	*out = g;
+	return rc;
+}
+
+const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t *len)
+{
+	const struct cs_view_priv *p = g->priv;
+	const char *s;
+
+	if (!p->parent || group >= g->n_users) {
+		*len = 0;
+		return "";
+	}
+	s = p->gnames.data + p->gname_off[group];
+	*len = strlen(s);
+	return s;
+}
+
 /* ---------- expression evaluation ---------- */
 
 void cs_eval_init(struct cs_eval *ce, const struct cs_view *v)
@@ -1841,11 +2215,7 @@ void cs_eval_init(struct cs_eval *ce, const struct cs_view *v)
 /* pc_lookup_fn over a struct cs_eval: string id -> string. */
 static const char *cs_eval_str(void *ctx, int64_t id, size_t *len)
 {
-	const struct cs_view *v = ((const struct cs_eval *)ctx)->v;
-
-	if (id < 1 || (uint64_t)id >= v->n_strings)
-		return NULL;
-	return cs_string(v, (uint32_t)id, len);
+	return cs_view_str((void *)((const struct cs_eval *)ctx)->v, id, len);
 }
 
 static int64_t cs_eval_name(void *ctx, const char *name, size_t len)

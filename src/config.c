@@ -548,6 +548,56 @@ static enum mp_err config_set_identity(struct config_parser *p, const char *key,
 	return KEY_FAIL(p, key, "'%s' is not one of: simplified, original", shown);
 }
 
+/* Append the items of comma-separated list VAL (trimmed, empty ones
+ * skipped) to *ITEMS / *N. */
+static enum mp_err config_list(struct config_parser *p, const char *val, char ***items, size_t *n_items)
+{
+	const char *s = val;
+
+	while (*s) {
+		const char *e;
+		size_t n;
+		char **np;
+
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		if (!*s)
+			break;
+		for (e = s; *e && *e != ','; e++)
+			;
+		n = (size_t)(e - s);
+		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		if (!(np = realloc(*items, (*n_items + 1) * sizeof *np)))
+			return config_nomem(p);
+		*items = np;
+		if (!(np[*n_items] = strndup(s, n)))
+			return config_nomem(p);
+		(*n_items)++;
+		s = e;
+	}
+	return MP_OK;
+}
+
+/* Group keys: the event properties that name groups (company, ...). */
+static enum mp_err config_set_group_keys(struct config_parser *p, const char *key, const char *val)
+{
+	struct config_project *pr = config_cur_project(p);
+	enum mp_err rc;
+	size_t i, j;
+
+	if ((rc = config_list(p, val, &pr->group_keys, &pr->n_group_keys)) != MP_OK)
+		return rc;
+	for (i = 0; i < pr->n_group_keys; i++) {
+		if (strlen(pr->group_keys[i]) > 255)
+			return KEY_FAIL(p, key, "a group key is longer than 255 bytes");
+		for (j = 0; j < i; j++)
+			if (!strcmp(pr->group_keys[i], pr->group_keys[j]))
+				return KEY_FAIL(p, key, "group key '%.60s' is listed twice", pr->group_keys[i]);
+	}
+	return MP_OK;
+}
+
 /* Index order matters: config_project_close() checks the first three. */
 static const struct config_key config_project_keys[] = {
 	{ "id", config_set_id },
@@ -555,6 +605,7 @@ static const struct config_key config_project_keys[] = {
 	{ "api_secret", config_set_api_secret },
 	{ "timezone", config_set_timezone },
 	{ "identity", config_set_identity },
+	{ "group_keys", config_set_group_keys },
 	{ NULL, NULL }
 };
 
@@ -595,31 +646,11 @@ static enum mp_err config_set_acct_secret(struct config_parser *p, const char *k
 static enum mp_err config_set_acct_projects(struct config_parser *p, const char *key, const char *val)
 {
 	struct config_service_account *a = config_cur_account(p);
-	const char *s = val;
+	enum mp_err rc;
 
 	p->aproj_lines[p->cfg->n_accounts - 1] = p->line;
-	while (*s) {
-		const char *e;
-		size_t n;
-		char **np;
-
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		if (!*s)
-			break;
-		for (e = s; *e && *e != ','; e++)
-			;
-		n = (size_t)(e - s);
-		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-			n--;
-		if (!(np = realloc(a->projects, (a->n_projects + 1) * sizeof *np)))
-			return config_nomem(p);
-		a->projects = np;
-		if (!(a->projects[a->n_projects] = strndup(s, n)))
-			return config_nomem(p);
-		a->n_projects++;
-		s = e;
-	}
+	if ((rc = config_list(p, val, &a->projects, &a->n_projects)) != MP_OK)
+		return rc;
 	if (!a->n_projects)
 		return KEY_FAIL(p, key, "must name at least one project (comma-separated project names)");
 	return MP_OK;
@@ -1168,7 +1199,7 @@ enum mp_err config_load(const char *path, struct config **out, char *err, size_t
 
 void config_free(struct config *cfg)
 {
-	size_t i;
+	size_t i, j;
 
 	if (!cfg)
 		return;
@@ -1177,6 +1208,9 @@ void config_free(struct config *cfg)
 		free(cfg->projects[i].token);
 		free(cfg->projects[i].api_secret);
 		free(cfg->projects[i].timezone);
+		for (j = 0; j < cfg->projects[i].n_group_keys; j++)
+			free(cfg->projects[i].group_keys[j]);
+		free(cfg->projects[i].group_keys);
 	}
 	free(cfg->projects);
 	for (i = 0; i < cfg->n_accounts; i++) {

@@ -173,6 +173,41 @@ static int q_find(const char *endpoint)
 	return -1;
 }
 
+/* data_group_id: count groups instead of users by running the report on
+ * the group view of that group key (colstore.h).  The key is the project's
+ * group_keys[N-1] for a number N, else the parameter itself.  Returns 0,
+ * or nonzero after q_fail. */
+static int q_group_view(struct qctx *q)
+{
+	static const char *const user_only[] = { "identity/graph", "stream/query" };
+	const char *g = q_param(q, "data_group_id"), *key = g;
+	struct cs_view *gv;
+	enum mp_err rc;
+	size_t i;
+	char *end;
+	long n;
+
+	if (!g)
+		return 0;
+	for (i = 0; i < sizeof user_only / sizeof user_only[0]; i++)
+		if (!strcmp(q->rq->endpoint, user_only[i]))
+			return 0;
+	n = strtol(g, &end, 10);
+	if (*end == '\0') {
+		if (n < 1 || (size_t)n > q->proj->n_group_keys)
+			return q_fail(q, 400, "data_group_id %s is not a group key of this project (it has %zu: "
+				      "set group_keys in its [project] section)", g, q->proj->n_group_keys);
+		key = q->proj->group_keys[n - 1];
+	}
+	rc = colstore_group_view(q->v, cs_string_id(q->v, key, strlen(key)), &gv);
+	if (rc == MP_E_TOOBIG)
+		return q_fail(q, 400, "too many different data_group_id keys queried at once");
+	if (rc != MP_OK)
+		return q_oom(q);
+	q->v = gv;
+	return 0;
+}
+
 int query_endpoint_known(const char *endpoint)
 {
 	return q_find(endpoint) >= 0;
@@ -195,6 +230,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 	struct timespec ts;
 	int k = q_find(rq->endpoint), status;
 	size_t pi = (size_t)(rq->project - qe->cfg->projects);
+	struct cs_view *held = NULL;
 	enum mp_err rc;
 
 	memset(&q, 0, sizeof q);
@@ -218,13 +254,19 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 		status = q_fail(&q, 503, "cannot read the event store: %s", mp_strerror(rc));
 		goto done;
 	}
+	held = q.v;
+	if (held && q_group_view(&q) != 0) {
+		status = q.status;
+		colstore_release(held);
+		goto done;
+	}
 	if (!strcmp(q_table[k].name, "segmentation/sum"))
 		status = q_segmentation_sum(&q, 0);
 	else if (!strcmp(q_table[k].name, "segmentation/average"))
 		status = q_segmentation_sum(&q, 1);
 	else
 		status = q_table[k].run(&q);
-	colstore_release(q.v);
+	colstore_release(held);
 done:
 	if (status != 200)
 		q_error_body(&q);
