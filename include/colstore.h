@@ -174,7 +174,7 @@ const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t 
  *                     "distinct_id")
  *   event["$time"]    datetime; event["name"] / event["$event_name"];
  *                     event["distinct_id"]
- *   user[...], group[...]  undefined until the identity issue */
+ *   user[...], group[...]  through EXT (see below) */
 struct cs_eval {
 	const struct cs_view *v;
 	size_t i;
@@ -184,6 +184,11 @@ struct cs_eval {
 	struct { const char *name; size_t len; uint32_t id; } names[16];
 	size_t n_names;
 	struct expr_value items[256];
+	/* user[...] and group[...]: answered by EXT when set, else undefined
+	 * (the query layer reads profiles: query_report.h q_eval_init) */
+	int (*ext)(void *ext_ctx, struct cs_eval *ce, enum expr_scope scope, const char *name, size_t len,
+		   struct expr_value *out);
+	void *ext_ctx;
 };
 
 void cs_eval_init(struct cs_eval *ce, const struct cs_view *v);

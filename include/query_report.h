@@ -30,6 +30,7 @@ struct qctx {
 	unsigned col_orders;       /* property columns the report reads: CS_COL_MAIN (user
 				      order, the default) and/or CS_COL_BYNAME */
 	struct buf *out;
+	struct q_sessions *sessions; /* the engine's engage sessions (may be NULL: no paging) */
 	int status;
 	char err[512];
 };
@@ -158,5 +159,18 @@ int q_funnels_create(struct qctx *q);         /* funnels/create */
 int q_retention(struct qctx *q);              /* retention */
 int q_retention_addiction(struct qctx *q);    /* retention/addiction */
 int q_identity_graph(struct qctx *q);         /* identity/graph (ours) */
+int q_engage(struct qctx *q);                 /* engage (profiles; no view) */
+int q_stream_query(struct qctx *q);           /* stream/query */
+
+/* ---------- engage sessions (q_profiles.c) ----------
+ *
+ * The matching-id lists of recent engage queries, so every page of one
+ * session_id is cut from the same snapshot.  One per engine; bounded, idle
+ * sessions expire after an hour; thread-safe (one mutex). */
+struct q_sessions;
+/* NULL on out of memory. */
+struct q_sessions *q_sessions_new(void);
+/* NULL-safe; no query may be running. */
+void q_sessions_free(struct q_sessions *s);
 
 #endif

@@ -2244,6 +2244,8 @@ int cs_eval_lookup(void *ctx, enum expr_scope scope, const char *name, size_t na
 	const struct cs_view *v = ce->v;
 	struct pc_event_ref ev;
 
+	if ((scope == EXPR_SCOPE_USER || scope == EXPR_SCOPE_GROUP) && ce->ext)
+		return ce->ext(ce->ext_ctx, ce, scope, name, name_len, out);
 	ev.time_ms = v->t[ce->i];
 	ev.name = cs_string(v, v->ev[ce->i], &ev.name_len);
 	ev.did = cs_string(v, v->did[ce->i], &ev.did_len);

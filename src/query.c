@@ -21,6 +21,7 @@ struct query_engine {
 	struct store *st;
 	struct colstore **cs;      /* per project, parallel to cfg->projects */
 	struct tz **tz;
+	struct q_sessions *sessions; /* engage paging snapshots */
 	pthread_t warm;            /* loads every projection at start, then keeps the files */
 	int warm_started;
 	pthread_mutex_t mu;
@@ -82,7 +83,8 @@ enum mp_err query_engine_open(const struct config *cfg, struct store *st, struct
 	size_t i, n = cfg->n_projects;
 	enum mp_err rc;
 
-	if (!qe || !(qe->cs = calloc(n ? n : 1, sizeof *qe->cs)) || !(qe->tz = calloc(n ? n : 1, sizeof *qe->tz))) {
+	if (!qe || !(qe->cs = calloc(n ? n : 1, sizeof *qe->cs)) || !(qe->tz = calloc(n ? n : 1, sizeof *qe->tz)) ||
+	    !(qe->sessions = q_sessions_new())) {
 		query_engine_free(qe);
 		return MP_E_NOMEM;
 	}
@@ -133,6 +135,7 @@ void query_engine_free(struct query_engine *qe)
 	}
 	free(qe->cs);
 	free(qe->tz);
+	q_sessions_free(qe->sessions);
 	free(qe);
 }
 
@@ -161,6 +164,8 @@ static const struct {
 	{ "retention", QK_READ, q_retention },
 	{ "retention/addiction", QK_READ, q_retention_addiction },
 	{ "identity/graph", QK_READ, q_identity_graph },
+	{ "engage", QK_NOVIEW, q_engage },
+	{ "stream/query", QK_READ, q_stream_query },
 };
 
 static int q_find(const char *endpoint)
@@ -240,6 +245,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 	q.tz = qe->tz[pi];
 	q.col_orders = CS_COL_MAIN;
 	q.out = out;
+	q.sessions = qe->sessions;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	q.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	if (k < 0) {
