@@ -31,6 +31,12 @@ struct qctx {
 				      order, the default) and/or CS_COL_BYNAME */
 	struct buf *out;
 	struct q_sessions *sessions; /* the engine's engage sessions (may be NULL: no paging) */
+	/* user[] / group[] (q_scopes.c) */
+	struct q_upcache *upc;     /* the project's profile snapshots (may be NULL) */
+	struct userprops *up;      /* this query's snapshot, loaded on first use */
+	int up_tried;
+	const void **umemo;        /* canonical id -> its profile (or q: none) */
+	const char *group_key;     /* data_group_id's key when the view is a group view */
 	int status;
 	char err[512];
 };
@@ -161,6 +167,21 @@ int q_retention_addiction(struct qctx *q);    /* retention/addiction */
 int q_identity_graph(struct qctx *q);         /* identity/graph (ours) */
 int q_engage(struct qctx *q);                 /* engage (profiles; no view) */
 int q_stream_query(struct qctx *q);           /* stream/query */
+
+/* ---------- user[] and group[] in expressions (q_scopes.c) ---------- */
+
+/* cs_eval_init for Q's view, with user[...] and group[...] answered from
+ * the project's profiles. */
+void q_eval_init(struct qctx *q, struct cs_eval *ce);
+/* The cs_eval ext hook behind it. */
+int q_scope_lookup(void *ctx, struct cs_eval *ce, enum expr_scope scope, const char *name, size_t len,
+		   struct expr_value *out);
+/* Release what the query's lookups held. */
+void q_scopes_done(struct qctx *q);
+/* Per-project profile snapshot cache: NULL on out of memory; free is NULL-safe. */
+struct q_upcache;
+struct q_upcache *q_upcache_new(void);
+void q_upcache_free(struct q_upcache *c);
 
 /* ---------- engage sessions (q_profiles.c) ----------
  *

@@ -284,7 +284,7 @@ int q_events_properties_values(struct qctx *q)
 	}
 	ev_last31(q, &from, &to);
 	qsegs_init(&s, 1);
-	cs_eval_init(&ce, v);
+	q_eval_init(q, &ce);
 	for (i = 0; i < v->n; i++) {
 		if ((eid && v->ev[i] != eid) || v->t[i] < from || v->t[i] >= to)
 			continue;

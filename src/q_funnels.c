@@ -386,7 +386,7 @@ static int fn_scan(struct fn_run *r)
 	size_t *entered = NULL;    /* per bucket: last user entered + 1 */
 	int rc = 0;
 
-	cs_eval_init(&ce, v);
+	q_eval_init(r->q, &ce);
 	if (!(entered = calloc(nb ? nb : 1, sizeof *entered)))
 		return q_oom(r->q);
 	for (u = 0; u < v->n_users && !rc; u++) {

@@ -132,7 +132,7 @@ static int rt_scan(struct rt_run *r)
 	struct cs_eval ce;
 	uint32_t u;
 
-	cs_eval_init(&ce, v);
+	q_eval_init(r->q, &ce);
 	for (u = 0; u < v->n_users; u++) {
 		size_t a = v->ustart[u], z = v->ustart[u + 1], i;
 
@@ -367,7 +367,7 @@ int q_retention_addiction(struct qctx *q)
 			goto out;
 		}
 	}
-	cs_eval_init(&ce, v);
+	q_eval_init(q, &ce);
 	for (u = 0; u < v->n_users && eid != UINT32_MAX; u++) {
 		size_t i, cur = SIZE_MAX, n = 0;
 		int64_t last_sub = INT64_MIN;

@@ -85,7 +85,7 @@ static int seg_scan(struct qctx *q, const struct seg_spec *sp, struct qsegs *s)
 	size_t i, k, by_name;
 
 	qsegs_init(s, 2 * sp->b->n);
-	cs_eval_init(&ce, v);
+	q_eval_init(q, &ce);
 	if (!sp->need_unique) {
 		for (k = 0; k < sp->n_eids; k++) {
 			uint32_t x = cs_name_index(v, sp->eids[k]);
@@ -466,7 +466,7 @@ int q_segmentation_sum(struct qctx *q, int average)
 		rc = q_oom(q);
 		goto out;
 	}
-	cs_eval_init(&ce, q->v);
+	q_eval_init(q, &ce);
 	/* the event's own events in the range, from the by-name index */
 	x = cs_name_index(q->v, seg_event_id(q, event));
 	a = z = 0;
@@ -577,7 +577,7 @@ int q_segmentation_numeric(struct qctx *q)
 		goto out;
 	}
 	eid = seg_event_id(q, event);
-	cs_eval_init(&ce, q->v);
+	q_eval_init(q, &ce);
 	for (i = 0; eid && i < q->v->n; i++) {
 		struct expr_value val;
 		int r;

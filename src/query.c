@@ -22,6 +22,7 @@ struct query_engine {
 	struct colstore **cs;      /* per project, parallel to cfg->projects */
 	struct tz **tz;
 	struct q_sessions *sessions; /* engage paging snapshots */
+	struct q_upcache **upc;    /* per project: profile snapshots for user[] / group[] */
 	pthread_t warm;            /* loads every projection at start, then keeps the files */
 	int warm_started;
 	pthread_mutex_t mu;
@@ -84,7 +85,7 @@ enum mp_err query_engine_open(const struct config *cfg, struct store *st, struct
 	enum mp_err rc;
 
 	if (!qe || !(qe->cs = calloc(n ? n : 1, sizeof *qe->cs)) || !(qe->tz = calloc(n ? n : 1, sizeof *qe->tz)) ||
-	    !(qe->sessions = q_sessions_new())) {
+	    !(qe->upc = calloc(n ? n : 1, sizeof *qe->upc)) || !(qe->sessions = q_sessions_new())) {
 		query_engine_free(qe);
 		return MP_E_NOMEM;
 	}
@@ -100,6 +101,10 @@ enum mp_err query_engine_open(const struct config *cfg, struct store *st, struct
 				 mp_strerror(rc));
 			query_engine_free(qe);
 			return rc;
+		}
+		if (!(qe->upc[i] = q_upcache_new())) {
+			query_engine_free(qe);
+			return MP_E_NOMEM;
 		}
 		if ((rc = colstore_open(store_project_get(st, p), p->identity == CONFIG_IDENTITY_ORIGINAL, &qe->cs[i])) != MP_OK) {
 			snprintf(err, errlen, "project %s: %s", p->name, mp_strerror(rc));
@@ -132,7 +137,10 @@ void query_engine_free(struct query_engine *qe)
 			colstore_free(qe->cs[i]);
 		if (qe->tz)
 			tz_free(qe->tz[i]);
+		if (qe->upc)
+			q_upcache_free(qe->upc[i]);
 	}
+	free(qe->upc);
 	free(qe->cs);
 	free(qe->tz);
 	q_sessions_free(qe->sessions);
@@ -210,6 +218,7 @@ static int q_group_view(struct qctx *q)
 	if (rc != MP_OK)
 		return q_oom(q);
 	q->v = gv;
+	q->group_key = key;
 	return 0;
 }
 
@@ -246,6 +255,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 	q.col_orders = CS_COL_MAIN;
 	q.out = out;
 	q.sessions = qe->sessions;
+	q.upc = qe->upc[pi];
 	clock_gettime(CLOCK_REALTIME, &ts);
 	q.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	if (k < 0) {
@@ -272,6 +282,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 		status = q_segmentation_sum(&q, 1);
 	else
 		status = q_table[k].run(&q);
+	q_scopes_done(&q);
 	colstore_release(held);
 done:
 	if (status != 200)
