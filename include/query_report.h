@@ -167,6 +167,8 @@ int q_retention_addiction(struct qctx *q);    /* retention/addiction */
 int q_identity_graph(struct qctx *q);         /* identity/graph (ours) */
 int q_engage(struct qctx *q);                 /* engage (profiles; no view) */
 int q_stream_query(struct qctx *q);           /* stream/query */
+int q_deletion_create(struct qctx *q);        /* data-deletions (POST) */
+int q_deletion_status(struct qctx *q);        /* data-deletions/TASK */
 
 /* ---------- user[] and group[] in expressions (q_scopes.c) ---------- */
 

@@ -84,11 +84,20 @@ struct store_batch {
 	struct store_update *updates;
 	size_t n_updates;
 	int64_t recv_ms;          /* server receive time */
+	/* privacy deletion (may be combined with nothing else): every event,
+	 * identity link and user profile of these distinct_ids is deleted, and
+	 * the task recorded in meta.db under DELETION_TASK with its counts */
+	const char *const *delete_ids;
+	size_t n_delete_ids;
+	const char *deletion_task;     /* task id (required with delete_ids) */
+	const char *deletion_type;     /* "GDPR" / "CCPA" */
+	const char *deletion_ids_json; /* the ids as a JSON array, as recorded */
 	/* results, valid in done() */
 	enum mp_err rc;
 	char err[160];
 	size_t n_new;             /* events stored for the first time */
 	size_t n_dup;             /* events that replaced a stored duplicate */
+	int64_t n_del_events, n_del_profiles, n_del_links;  /* a deletion's counts */
 	/* completion: called once, from the writer thread, after commit or failure */
 	void (*done)(struct store_batch *b, void *arg);
 	void *arg;
@@ -171,6 +180,20 @@ int64_t store_sql_int64(struct sqlite3 *db, const char *sql);
 /* The shard's change counter (stats 'gen': +1 in every transaction that
  * changed it; persistent), read through DB; -1 if it cannot be read. */
 int64_t store_shard_gen(struct sqlite3 *db);
+
+/* ---------- privacy deletions (meta.db table deletions) ----------
+ * A deletion is a store_batch with delete_ids, written with store_write():
+ * done means committed.  Events are not removed but overwritten with a
+ * tombstone (event name id 0, no distinct_id, no properties) that keeps
+ * their slot, so deduplication still works (store.c invariant 6); every
+ * reader skips tombstones. */
+struct store_deletion {
+	char compliance_type[8];
+	char *distinct_ids;        /* JSON array (caller frees) */
+	int64_t requested_ms, completed_ms, events, profiles, links;
+};
+/* Task TASK_ID, or MP_E_NOTFOUND. */
+enum mp_err store_deletion_get(struct store_project *sp, const char *task_id, struct store_deletion *out);
 
 /* ---------- saved funnels (meta.db table funnels) ---------- */
 

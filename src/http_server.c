@@ -113,6 +113,12 @@ static enum route http_route(const char *url, const char *prefix, char qname[64]
 	if (!strcmp(p, "/decide")) return R_DECIDE;
 	if (!strcmp(p, "/healthz")) return R_HEALTHZ;
 	if (!strcmp(p, "/api/2.0/export") || !strcmp(p, "/api/query/export")) return R_EXPORT;
+	/* Mixpanel's GDPR API: the query engine's "data-deletions[/TASK]" */
+	if (!strncmp(p, "/api/app/data-deletions/v3.0", 28) && (p[28] == '\0' || p[28] == '/') &&
+	    strlen(p + 28) < 48) {
+		snprintf(qname, 64, "data-deletions%s", p + 28);
+		return query_endpoint_known(qname) ? R_QUERY : R_NONE;
+	}
 	{
 		const char *rest = !strncmp(p, "/api/2.0/", 9) ? p + 9 : !strncmp(p, "/api/query/", 11) ? p + 11 : NULL;
 

@@ -149,7 +149,9 @@ void query_engine_free(struct query_engine *qe)
 
 /* ---------- dispatch ---------- */
 
-enum q_kind { QK_READ, QK_WRITE, QK_NOVIEW };
+/* QK_READ: reads the view; QK_WRITE: POST only, no view; QK_NOVIEW: no
+ * view; QK_READ_WRITE: POST only, with the view */
+enum q_kind { QK_READ, QK_WRITE, QK_NOVIEW, QK_READ_WRITE };
 
 static const struct {
 	const char *name;
@@ -174,15 +176,22 @@ static const struct {
 	{ "identity/graph", QK_READ, q_identity_graph },
 	{ "engage", QK_NOVIEW, q_engage },
 	{ "stream/query", QK_READ, q_stream_query },
+	{ "data-deletions", QK_READ_WRITE, q_deletion_create },
+	{ "data-deletions/", QK_NOVIEW, q_deletion_status },  /* + task id */
 };
 
 static int q_find(const char *endpoint)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof q_table / sizeof q_table[0]; i++)
-		if (!strcmp(q_table[i].name, endpoint))
+	for (i = 0; i < sizeof q_table / sizeof q_table[0]; i++) {
+		size_t n = strlen(q_table[i].name);
+
+		if (!strcmp(q_table[i].name, endpoint) ||
+		    (n && q_table[i].name[n - 1] == '/' && !strncmp(q_table[i].name, endpoint, n) &&
+		     endpoint[n] && !strchr(endpoint + n, '/')))
 			return (int)i;
+	}
 	return -1;
 }
 
@@ -192,7 +201,7 @@ static int q_find(const char *endpoint)
  * or nonzero after q_fail. */
 static int q_group_view(struct qctx *q)
 {
-	static const char *const user_only[] = { "identity/graph", "stream/query" };
+	static const char *const user_only[] = { "identity/graph", "stream/query", "data-deletions" };
 	const char *g = q_param(q, "data_group_id"), *key = g;
 	struct cs_view *gv;
 	enum mp_err rc;
@@ -262,11 +271,12 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 		status = q_fail(&q, 404, "unknown endpoint '%s'", rq->endpoint);
 		goto done;
 	}
-	if (q_table[k].kind == QK_WRITE && strcmp(rq->method, "POST") != 0) {
+	if ((q_table[k].kind == QK_WRITE || q_table[k].kind == QK_READ_WRITE) && strcmp(rq->method, "POST") != 0) {
 		status = q_fail(&q, 405, "%s needs POST", rq->endpoint);
 		goto done;
 	}
-	if (q_table[k].kind == QK_READ && (rc = colstore_acquire(qe->cs[pi], &q.v)) != MP_OK) {
+	if ((q_table[k].kind == QK_READ || q_table[k].kind == QK_READ_WRITE) &&
+	    (rc = colstore_acquire(qe->cs[pi], &q.v)) != MP_OK) {
 		status = q_fail(&q, 503, "cannot read the event store: %s", mp_strerror(rc));
 		goto done;
 	}

@@ -23,7 +23,8 @@
  *      threads write them and SQLite's locking orders them with the writer.
  *   6. Event rows are never deleted (only replaced in place by a duplicate):
  *      dedup relies on unbroken runs of taken slots from a key's home slot.
- *      Deleting (privacy requests) must keep the runs unbroken.
+ *      A privacy deletion overwrites a row with a tombstone (e = 0, d = 0,
+ *      empty properties) that keeps its slot taken; readers skip e = 0.
  */
 #include "store.h"
 
@@ -588,23 +589,17 @@ fail:
 	return rc;
 }
 
-/* The shard for time T, opened (and its transaction begun) on demand. */
-static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struct shard **out)
+/* Shard KEY, opened (and its transaction begun) on demand. */
+static enum mp_err store_shard_get(struct store_project *sp, const char *key, struct shard **out)
 {
-	char key[16];
 	size_t i;
 	struct shard *sh = NULL;
 	enum mp_err rc;
 
-	if (sp->last && t_ms >= sp->last->from_ms && t_ms < sp->last->to_ms) {
-		sh = sp->last;
-	} else {
-		store_shard_key(t_ms, sp->st->cfg->shard_period, key);
-		for (i = 0; i < sp->n_shards; i++) {
-			if (strcmp(sp->shards[i]->key, key) == 0) {
-				sh = sp->shards[i];
-				break;
-			}
+	for (i = 0; i < sp->n_shards; i++) {
+		if (strcmp(sp->shards[i]->key, key) == 0) {
+			sh = sp->shards[i];
+			break;
 		}
 	}
 	if (!sh) {
@@ -621,7 +616,6 @@ static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struc
 			return rc;
 		sp->shards[sp->n_shards++] = sh;
 	}
-	sp->last = sh;
 	sh->last_use = ++sp->use_clock;
 	if (!sh->in_tx) {
 		if ((rc = store_exec(sh->db, "BEGIN IMMEDIATE")) != MP_OK)
@@ -631,6 +625,23 @@ static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struc
 	}
 	*out = sh;
 	return MP_OK;
+}
+
+/* The shard for time T, opened (and its transaction begun) on demand. */
+static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struct shard **out)
+{
+	char key[16];
+	enum mp_err rc;
+
+	if (sp->last && t_ms >= sp->last->from_ms && t_ms < sp->last->to_ms && sp->last->in_tx) {
+		sp->last->last_use = ++sp->use_clock;
+		*out = sp->last;
+		return MP_OK;
+	}
+	store_shard_key(t_ms, sp->st->cfg->shard_period, key);
+	if ((rc = store_shard_get(sp, key, out)) == MP_OK)
+		sp->last = *out;
+	return rc;
 }
 
 static int64_t shard_intern(void *ctx, const char *s, size_t n, int optional)
@@ -924,12 +935,116 @@ out:
 	return rc;
 }
 
+/* Run SQL (with "%s" where a list of N placeholders goes, bound to
+ * IDS[0..N)) on DB; *CHANGES += the rows it changed. */
+static enum mp_err store_exec_ids(sqlite3 *db, const char *sql, const int64_t *ids, size_t n, int64_t *changes)
+{
+	char text[8192], list[4096];
+	sqlite3_stmt *st = NULL;
+	size_t i, len = 0;
+	int r;
+
+	for (i = 0; i < n && len + 8 < sizeof list; i++)
+		len += (size_t)snprintf(list + len, sizeof list - len, i ? ",?%zu" : "?%zu", i + 1);
+	snprintf(text, sizeof text, sql, list, list);
+	if (sqlite3_prepare_v2(db, text, -1, &st, NULL) != SQLITE_OK)
+		return MP_E_STORE;
+	for (i = 0; i < n; i++)
+		sqlite3_bind_int64(st, (int)i + 1, ids[i]);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return store_sqlite_err(r);
+	*changes += sqlite3_changes(db);
+	return MP_OK;
+}
+
+#define STORE_DELETE_CHUNK 200     /* ids per statement */
+
+/* A privacy deletion (store.h): tombstone the events of B's ids in every
+ * shard file, drop their identity links and profiles, record the task. */
+static enum mp_err store_apply_delete(struct store_project *sp, struct store_batch *b)
+{
+	DIR *d = opendir(sp->dir);
+	struct dirent *de;
+	int64_t ids[STORE_DELETE_CHUNK];
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc = MP_OK;
+	size_t i;
+	int r;
+
+	if (!d)
+		return MP_E_IO;
+	while (rc == MP_OK && (de = readdir(d))) {
+		char key[32];
+		int64_t a, z, events = 0, links = 0;
+		struct shard *sh;
+		size_t n = 0;
+
+		if (!store_shard_file(de->d_name, key, &a, &z) || (rc = store_shard_get(sp, key, &sh)) != MP_OK)
+			continue;
+		for (i = 0; rc == MP_OK && i <= b->n_delete_ids; i++) {
+			if (i < b->n_delete_ids) {
+				const char *s = b->delete_ids[i];
+				size_t len = strlen(s);
+				int64_t id = strmap_get(&sh->dict, s, len, (uint32_t)store_hash64(s, len, 0xcbf29ce484222325ULL));
+
+				if (id > 0)
+					ids[n++] = id;
+				if (n < STORE_DELETE_CHUNK)
+					continue;
+			}
+			if (!n)
+				continue;
+			if ((rc = store_exec_ids(sh->db, "UPDATE events SET e=0, d=0, r=0, p=x'' WHERE d IN (%s)",
+						 ids, n, &events)) == MP_OK &&
+			    (rc = store_exec_ids(sh->db, "UPDATE stage SET e=0, d=0, r=0, p=x'' WHERE d IN (%s)",
+						 ids, n, &events)) == MP_OK)
+				rc = store_exec_ids(sh->db, "DELETE FROM idlinks WHERE a IN (%s) OR b IN (%s)", ids, n, &links);
+			n = 0;
+		}
+		if (rc == MP_OK && links)
+			rc = shard_load_links(sh);
+		sh->added -= events;
+		b->n_del_events += events;
+		b->n_del_links += links;
+	}
+	closedir(d);
+	if (rc != MP_OK || (rc = store_meta_begin(sp)) != MP_OK)
+		return rc;
+	for (i = 0; i < b->n_delete_ids; i++) {
+		sqlite3_bind_text(sp->st_prof_del, 1, b->delete_ids[i], -1, SQLITE_STATIC);
+		r = sqlite3_step(sp->st_prof_del);
+		sqlite3_reset(sp->st_prof_del);
+		if (r != SQLITE_DONE)
+			return store_sqlite_err(r);
+		b->n_del_profiles += sqlite3_changes(sp->meta);
+	}
+	if ((rc = store_prepare(sp->meta, "INSERT OR REPLACE INTO deletions(task_id, compliance_type, distinct_ids, "
+				"requested_ms, completed_ms, events, profiles, links) VALUES(?,?,?,?,?,?,?,?)", &st)) != MP_OK)
+		return rc;
+	sqlite3_bind_text(st, 1, b->deletion_task, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, b->deletion_type ? b->deletion_type : "GDPR", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, b->deletion_ids_json ? b->deletion_ids_json : "[]", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, b->recv_ms);
+	sqlite3_bind_int64(st, 5, (int64_t)time(NULL) * 1000);
+	sqlite3_bind_int64(st, 6, b->n_del_events);
+	sqlite3_bind_int64(st, 7, b->n_del_profiles);
+	sqlite3_bind_int64(st, 8, b->n_del_links);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? MP_OK : store_sqlite_err(r);
+}
+
 static enum mp_err store_apply_batch(struct store_project *sp, struct store_batch *b)
 {
 	size_t i;
 	enum mp_err rc;
 
 	b->n_new = b->n_dup = 0;
+	b->n_del_events = b->n_del_profiles = b->n_del_links = 0;
+	if (b->n_delete_ids)
+		return b->deletion_task ? store_apply_delete(sp, b) : MP_E_INVALID;
 	for (i = 0; i < b->n_events; i++)
 		if ((rc = store_apply_event(sp, b, &b->events[i])) != MP_OK)
 			return rc;
@@ -1637,7 +1752,7 @@ static enum mp_err store_export_open_shard(struct store_export *ex, const char *
 	buf_init(&sql, 1 << 20);
 	/* both tables (invariant 5), merged in id order by SQLite */
 	for (arm = 0; rc == MP_OK && arm < 2; arm++) {
-		rc = buf_printf(&sql, "%sSELECT id, e, d, r, p FROM %s WHERE id >= ?1 AND id < ?2",
+		rc = buf_printf(&sql, "%sSELECT id, e, d, r, p FROM %s WHERE id >= ?1 AND id < ?2 AND e <> 0",
 				arm ? " UNION ALL " : "", arm ? "stage" : "events");
 		if (rc == MP_OK && ex->n_names) {
 			rc = buf_printf(&sql, " AND e IN (SELECT id FROM dict WHERE s IN (");
@@ -1828,6 +1943,42 @@ enum mp_err store_shard_open_ro(const struct store_project *sp, const char *key,
 
 	snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
 	return store_db_open(path, "shard", CONFIG_SYNC_NORMAL, 1, db);
+}
+
+/* ---------- privacy deletions ---------- */
+
+enum mp_err store_deletion_get(struct store_project *sp, const char *task_id, struct store_deletion *out)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = store_meta_open_ro(sp, &db)) != MP_OK)
+		return rc;
+	if (sqlite3_prepare_v2(db, "SELECT compliance_type, distinct_ids, requested_ms, completed_ms, events, "
+				   "profiles, links FROM deletions WHERE task_id=?", -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return MP_E_STORE;
+	}
+	sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+	if ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		snprintf(out->compliance_type, sizeof out->compliance_type, "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+		out->distinct_ids = strdup((const char *)sqlite3_column_text(st, 1));
+		out->requested_ms = sqlite3_column_int64(st, 2);
+		out->completed_ms = sqlite3_column_int64(st, 3);
+		out->events = sqlite3_column_int64(st, 4);
+		out->profiles = sqlite3_column_int64(st, 5);
+		out->links = sqlite3_column_int64(st, 6);
+		rc = out->distinct_ids ? MP_OK : MP_E_NOMEM;
+	} else {
+		rc = r == SQLITE_DONE ? MP_E_NOTFOUND : MP_E_STORE;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
 }
 
 /* ---------- saved funnels (meta.db) ---------- */
