@@ -40,6 +40,14 @@ void query_engine_free(struct query_engine *qe); /* NULL-safe */
 /* 1 if ENDPOINT names a report this module answers. */
 int query_endpoint_known(const char *endpoint);
 
+/* Canonical ids for the export of project P (store_export_set_resolver):
+ * *OUT is NULL when nothing in the project is merged (no resolver needed). */
+struct query_resolver;
+enum mp_err query_resolver_open(struct query_engine *qe, const struct config_project *p,
+				struct query_resolver **out);
+const char *query_resolve(void *ctx, const char *did, size_t n, size_t *len);
+void query_resolver_free(struct query_resolver *r); /* NULL-safe */
+
 /* Run the report; the JSON answer (or Mixpanel's error body) is appended to
  * OUT.  Returns the HTTP status. */
 int query_run(struct query_engine *qe, const struct query_request *rq, struct buf *out);

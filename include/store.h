@@ -146,6 +146,13 @@ enum mp_err store_export_open(struct store_project *sp, int64_t from_ms, int64_t
 int store_export_next(struct store_export *ex, struct buf *out);
 
 void store_export_close(struct store_export *ex);
+/* Show canonical ids (spec §9.5): RESOLVE(CTX, did, n, &len) returns the
+ * canonical distinct_id of DID, or NULL when it is DID itself; an event
+ * whose id resolves elsewhere is exported under the canonical id with its
+ * own id as $distinct_id_before_identity (unless it already has one). */
+void store_export_set_resolver(struct store_export *ex,
+			       const char *(*resolve)(void *ctx, const char *did, size_t n, size_t *len),
+			       void *ctx);
 
 /* A user or group profile as JSON text (caller frees), or NULL if absent.
  * For groups pass KIND = PROFILE_GROUP with KEY and ID. */

@@ -442,6 +442,7 @@ static enum MHD_Result http_ingest(struct req *r)
 
 struct http_export {
 	struct store_export *ex;
+	struct query_resolver *res;    /* canonical ids, or NULL */
 	struct buf chunk;
 	size_t off;
 	int done;
@@ -486,6 +487,7 @@ static void http_export_free(void *cls)
 	struct http_export *he = cls;
 
 	store_export_close(he->ex);
+	query_resolver_free(he->res);
 	buf_free(&he->chunk);
 	free(he);
 }
@@ -571,6 +573,8 @@ static enum MHD_Result http_export(struct req *r)
 		rc = store_export_open(store_project_get(r->srv->st, p), from_ms, to_ms,
 				       (const char *const *)names, n_names, limit,
 				       http_truthy(http_param(r, "time_in_ms")), wx, &he->ex);
+		if (rc == MP_OK && r->srv->qe && (rc = query_resolver_open(r->srv->qe, p, &he->res)) == MP_OK && he->res)
+			store_export_set_resolver(he->ex, query_resolve, he->res);
 	}
 	free(names);
 	cJSON_Delete(arr);

@@ -231,6 +231,54 @@ static int q_group_view(struct qctx *q)
 	return 0;
 }
 
+/* ---------- canonical ids for the export ---------- */
+
+struct query_resolver {
+	struct cs_view *v;
+};
+
+enum mp_err query_resolver_open(struct query_engine *qe, const struct config_project *p,
+				struct query_resolver **out)
+{
+	struct query_resolver *r;
+	const struct id_link *links;
+	struct cs_view *v;
+	enum mp_err rc;
+
+	*out = NULL;
+	if ((rc = colstore_acquire(qe->cs[p - qe->cfg->projects], &v)) != MP_OK)
+		return rc;
+	if (!colstore_links(v, &links)) {
+		colstore_release(v);
+		return MP_OK;
+	}
+	if (!(r = malloc(sizeof *r))) {
+		colstore_release(v);
+		return MP_E_NOMEM;
+	}
+	r->v = v;
+	*out = r;
+	return MP_OK;
+}
+
+const char *query_resolve(void *ctx, const char *did, size_t n, size_t *len)
+{
+	struct query_resolver *r = ctx;
+	uint32_t sid = n ? cs_string_id(r->v, did, n) : 0, c;
+
+	if (!sid || (c = colstore_canonical(r->v, sid)) == sid)
+		return NULL;
+	return cs_string(r->v, c, len);
+}
+
+void query_resolver_free(struct query_resolver *r)
+{
+	if (!r)
+		return;
+	colstore_release(r->v);
+	free(r);
+}
+
 int query_endpoint_known(const char *endpoint)
 {
 	return q_find(endpoint) >= 0;

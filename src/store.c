@@ -1564,7 +1564,18 @@ struct store_export {
 	struct { const char *name; size_t len; int64_t id; } keys_[16];
 	size_t n_keys_;
 	struct expr_value items[256];
+	/* canonical ids (store_export_set_resolver) */
+	const char *(*resolve)(void *ctx, const char *did, size_t n, size_t *len);
+	void *resolve_ctx;
 };
+
+void store_export_set_resolver(struct store_export *ex,
+			       const char *(*resolve)(void *ctx, const char *did, size_t n, size_t *len),
+			       void *ctx)
+{
+	ex->resolve = resolve;
+	ex->resolve_ctx = ctx;
+}
 
 static int64_t store_clamp_ms(int64_t ms)
 {
@@ -1859,8 +1870,8 @@ int store_export_next(struct store_export *ex, struct buf *out)
 		{
 			int64_t id = sqlite3_column_int64(ex->st, 0);
 			int64_t t = id >> STORE_SLOT_BITS;
-			const char *name, *did;
-			size_t nl, dl;
+			const char *name, *did, *canon, *before = NULL;
+			size_t nl, dl, cl, bl = 0;
 			const unsigned char *p = sqlite3_column_blob(ex->st, 4), *v, *ve;
 			size_t pn = (size_t)sqlite3_column_bytes(ex->st, 4);
 			int first = 0, has_iid = 0;
@@ -1893,6 +1904,16 @@ int store_export_next(struct store_export *ex, struct buf *out)
 			}
 			if (ex->iid_key)
 				has_iid = pc_find(p, pn, ex->iid_key, &v, &ve) == 1;
+			if (ex->resolve && (canon = ex->resolve(ex->resolve_ctx, did, dl, &cl)) != NULL) {
+				int64_t k = store_export_key_id(ex, "$distinct_id_before_identity", 28);
+
+				before = did;
+				bl = dl;
+				if (k && pc_find(p, pn, k, &v, &ve) == 1)
+					before = NULL;     /* the event names it already */
+				did = canon;
+				dl = cl;
+			}
 			if ((rc = buf_append(out, "{\"event\":", 9)) != MP_OK ||
 			    (rc = buf_json_str(out, name, nl)) != MP_OK ||
 			    (rc = buf_append(out, ",\"properties\":{\"time\":", 22)) != MP_OK ||
@@ -1902,6 +1923,9 @@ int store_export_next(struct store_export *ex, struct buf *out)
 			    (rc = buf_json_str(out, did, dl)) != MP_OK)
 				return -(int)rc;
 			if (!has_iid && (rc = store_export_gen_insert_id(out, ex->key, id)) != MP_OK)
+				return -(int)rc;
+			if (before && ((rc = buf_append(out, ",\"$distinct_id_before_identity\":", 32)) != MP_OK ||
+				       (rc = buf_json_str(out, before, bl)) != MP_OK))
 				return -(int)rc;
 			if ((rc = pc_to_json(p, pn, store_export_lookup, ex, out, &first)) != MP_OK)
 				return -(int)rc;
