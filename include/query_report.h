@@ -69,6 +69,11 @@ int q_expr_src(struct qctx *q, const char *what, const char *src, struct expr **
 /* properties["NAME"] compiled (NAME a property name). */
 int q_property_expr(struct qctx *q, const char *name, struct expr **out);
 
+/* data_group_id as a group key: the project's group_keys[N-1] for a number
+ * N, else the parameter itself; *KEY NULL when absent.  Nonzero after
+ * q_fail (a number that names no group key). */
+int q_group_key(struct qctx *q, const char **key);
+
 /* `where` filter without the fast path (see struct qx). */
 int q_where(struct qctx *q, struct expr *e, struct cs_eval *ce);
 

@@ -142,6 +142,11 @@ static int http_truthy(const char *v)
 	return v && (!strcmp(v, "1") || !strcasecmp(v, "true"));
 }
 
+static int http_falsy(const char *v)
+{
+	return v && (!strcmp(v, "0") || !strcasecmp(v, "false"));
+}
+
 static void http_client_ip(struct req *r, char *out, size_t n)
 {
 	const union MHD_ConnectionInfo *ci;
@@ -573,7 +578,9 @@ static enum MHD_Result http_export(struct req *r)
 		rc = store_export_open(store_project_get(r->srv->st, p), from_ms, to_ms,
 				       (const char *const *)names, n_names, limit,
 				       http_truthy(http_param(r, "time_in_ms")), wx, &he->ex);
-		if (rc == MP_OK && r->srv->qe && (rc = query_resolver_open(r->srv->qe, p, &he->res)) == MP_OK && he->res)
+		/* resolve_ids=false (ours): the distinct_ids as stored */
+		if (rc == MP_OK && r->srv->qe && !http_falsy(http_param(r, "resolve_ids")) &&
+		    (rc = query_resolver_open(r->srv->qe, p, &he->res)) == MP_OK && he->res)
 			store_export_set_resolver(he->ex, query_resolve, he->res);
 	}
 	free(names);

@@ -643,7 +643,8 @@ int q_engage(struct qctx *q)
 		return q->status;
 	if (page > 0 && !session)
 		return q_fail(q, 400, "'session_id' is required when 'page' is greater than 0");
-	pq.group_key = q_param(q, "data_group_id");
+	if (q_group_key(q, &pq.group_key))
+		return q->status;
 	if (pf_string_array(q, "distinct_ids", "distinct_ids (strings)", &jwant, &pq.want, &pq.n_want) ||
 	    pf_string_array(q, "output_properties", "property names", &joutp, &pq.outp, &pq.n_outp) ||
 	    q_expr(q, "where", &pq.where)) {

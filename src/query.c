@@ -199,28 +199,38 @@ static int q_find(const char *endpoint)
  * the group view of that group key (colstore.h).  The key is the project's
  * group_keys[N-1] for a number N, else the parameter itself.  Returns 0,
  * or nonzero after q_fail. */
-static int q_group_view(struct qctx *q)
+int q_group_key(struct qctx *q, const char **key)
 {
-	static const char *const user_only[] = { "identity/graph", "stream/query", "data-deletions" };
-	const char *g = q_param(q, "data_group_id"), *key = g;
-	struct cs_view *gv;
-	enum mp_err rc;
-	size_t i;
+	const char *g = q_param(q, "data_group_id");
 	char *end;
 	long n;
 
+	*key = g;
 	if (!g)
 		return 0;
-	for (i = 0; i < sizeof user_only / sizeof user_only[0]; i++)
-		if (!strcmp(q->rq->endpoint, user_only[i]))
-			return 0;
 	n = strtol(g, &end, 10);
 	if (*end == '\0') {
 		if (n < 1 || (size_t)n > q->proj->n_group_keys)
 			return q_fail(q, 400, "data_group_id %s is not a group key of this project (it has %zu: "
 				      "set group_keys in its [project] section)", g, q->proj->n_group_keys);
-		key = q->proj->group_keys[n - 1];
+		*key = q->proj->group_keys[n - 1];
 	}
+	return 0;
+}
+
+static int q_group_view(struct qctx *q)
+{
+	static const char *const user_only[] = { "identity/graph", "stream/query", "data-deletions" };
+	const char *key;
+	struct cs_view *gv;
+	enum mp_err rc;
+	size_t i;
+
+	for (i = 0; i < sizeof user_only / sizeof user_only[0]; i++)
+		if (!strcmp(q->rq->endpoint, user_only[i]))
+			return 0;
+	if (q_group_key(q, &key) || !key)
+		return q->status;
 	rc = colstore_group_view(q->v, cs_string_id(q->v, key, strlen(key)), &gv);
 	if (rc == MP_E_TOOBIG)
 		return q_fail(q, 400, "too many different data_group_id keys queried at once");
