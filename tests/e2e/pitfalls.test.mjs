@@ -1,6 +1,5 @@
 // One test per pitfall of spec §2 (shared/spec/mixpanel-http-api.md) that
-// concerns ingestion and the query API; pitfall 16 (/engage query) is todo
-// until the profiles query exists (identity issue).
+// concerns ingestion and the query API.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, DEMO } from './lib/server.mjs';
@@ -386,11 +385,27 @@ test('pitfall 15: simplified ID merge: distinct_id from $user_id (even over a se
   assert.equal(od('p15-d').distinct_id, 'p15-sent4');
 });
 
-test.todo('pitfall 16: /engage query `total` is the overall match count — query API, covered by the query issue');
 async function query(name, params) {
   const res = await fetch(`${srv.url}/api/2.0/${name}?${new URLSearchParams(params)}`, { headers: { Authorization: AUTH[1] } });
   return { status: res.status, json: await res.json() };
 }
+
+test('pitfall 16: /engage query `total` is the overall match count, and pages fetched in parallel add up', async () => {
+  const ups = [];
+  for (let i = 0; i < 7; i++)
+    ups.push({ $token: DEMO.token, $distinct_id: `p16-${i}`, $set: { p16: true, n: i } });
+  assert.equal((await postForm(srv, '/engage', ups)).text, '1');
+  const where = 'properties["p16"] == true';
+  const first = await query('engage', { where, page_size: '3' });
+  assert.equal(first.status, 200, JSON.stringify(first.json));
+  assert.equal(first.json.total, 7, 'total counts every match, not the page');
+  assert.equal(first.json.results.length, 3);
+  // mixpanel-utils: ceil(total / page_size) pages, fetched concurrently with one session_id
+  const pages = await Promise.all([1, 2].map((page) =>
+    query('engage', { where, page_size: '3', page: String(page), session_id: first.json.session_id })));
+  const ids = [first, ...pages].flatMap((r) => r.json.results.map((x) => x.$distinct_id));
+  assert.deepEqual(ids, [0, 1, 2, 3, 4, 5, 6].map((i) => `p16-${i}`));
+});
 
 test('pitfall 17: retention_type is birth or compounded (compounding accepted), anything else is 400', async () => {
   const day = 86400;
