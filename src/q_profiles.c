@@ -815,15 +815,16 @@ static int sq_cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Event I as {"event":..,"properties":{"time":s,"distinct_id":canon,...}}. */
-static int sq_event(struct qctx *q, size_t i)
+/* Event I as {"event":..,"properties":{"time":s,"distinct_id":canon,...}};
+ * BEFORE_KEY: the string id of "$distinct_id_before_identity" (0: none). */
+static int sq_event(struct qctx *q, size_t i, uint32_t before_key)
 {
 	const struct cs_view *v = q->v;
 	uint32_t canon = colstore_canonical(v, v->did[i]);
 	int64_t t = v->t[i], secs = t >= 0 ? t / 1000 : -((-t + 999) / 1000);
-	const unsigned char *p;
+	const unsigned char *p, *val, *val_end;
 	const char *s;
-	size_t n;
+	size_t n, pn;
 	int first = 0;
 	enum mp_err rc;
 
@@ -834,13 +835,15 @@ static int sq_event(struct qctx *q, size_t i)
 	s = cs_string(v, canon, &n);
 	if (buf_json_str(q->out, s, n) != MP_OK)
 		return q_oom(q);
-	if (canon != v->did[i]) {
+	p = cs_props(v, i, &pn);
+	/* the own id, unless the event names one already (ingest kept the sent id) */
+	if (canon != v->did[i] && !(before_key && pc_find(p, pn, before_key, &val, &val_end) == 1)) {
 		s = cs_string(v, v->did[i], &n);
 		if (buf_append(q->out, ",\"$distinct_id_before_identity\":", 32) != MP_OK ||
 		    buf_json_str(q->out, s, n) != MP_OK)
 			return q_oom(q);
 	}
-	p = cs_props(v, i, &n);
+	n = pn;
 	if (n && (rc = pc_to_json(p, n, sq_lookup, (void *)v, q->out, &first)) != MP_OK)
 		return rc == MP_E_STORE ? q_fail(q, 503, "event %zu of the projection is damaged", i) : q_oom(q);
 	return buf_append(q->out, "}}", 2) == MP_OK ? 0 : q_oom(q);
@@ -857,6 +860,7 @@ int q_stream_query(struct qctx *q)
 	int64_t from = INT64_MIN, to = INT64_MAX;
 	long limit;
 	int rc = 200;
+	uint32_t before_key = cs_string_id(v, "$distinct_id_before_identity", 28);
 
 	if (!q_param(q, "distinct_ids"))
 		return q_fail(q, 400, "'distinct_ids' is a required parameter");
@@ -904,7 +908,7 @@ int q_stream_query(struct qctx *q)
 			rc = q_oom(q);
 			goto out;
 		}
-		if (sq_event(q, e)) {
+		if (sq_event(q, e, before_key)) {
 			rc = q->status;
 			goto out;
 		}
