@@ -160,11 +160,23 @@ size_t colstore_links(const struct cs_view *v, const struct id_link **out);
  * counts under each distinct id in it, so it appears once per group).
  * Every report runs unchanged on it and counts groups instead of users.
  * Events without the key are left out.  Built on first use and kept with V
- * (up to 8 keys), so *OUT lives as long as V is held.  MP_E_NOMEM,
- * MP_E_TOOBIG (too many group keys), MP_E_INVALID (V is a group view). */
+ * (up to 16 derived views), so *OUT lives as long as V is held.  MP_E_NOMEM,
+ * MP_E_TOOBIG (too many derived views), MP_E_INVALID (V is a group view). */
 enum mp_err colstore_group_view(const struct cs_view *v, uint32_t key, struct cs_view **out);
 /* The id of group GROUP (0..n_users-1) of group view G. */
 const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t *len);
+
+/* ---------- filtered views (cohorts) ----------
+ *
+ * The events of V's users U with KEEP[U] (V->n_users entries) set, same
+ * order and user keys; every report runs unchanged on it.  KEY names the
+ * filter (same key, same KEEP): the view is kept with V (up to 16 derived
+ * views) and reused; when V's cache is full *OWNED is set and the caller
+ * frees *OUT with colstore_derived_free() after use.  A group view can be
+ * made of a filtered view.  MP_E_NOMEM, MP_E_INVALID (V is derived). */
+enum mp_err colstore_filter_view(const struct cs_view *v, uint64_t key, const uint8_t *keep,
+				 struct cs_view **out, int *owned);
+void colstore_derived_free(struct cs_view *g); /* NULL-safe; only derived views */
 
 /* ---------- expression evaluation over a view ---------- */
 

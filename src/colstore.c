@@ -94,7 +94,7 @@ struct cs_seg {
 };
 
 #define CS_MAX_COLUMNS 32
-#define CS_MAX_GROUP_VIEWS 8
+#define CS_MAX_DERIVED 16         /* group and filtered views kept per view */
 
 struct cs_file_shard {
 	char key[32];
@@ -134,11 +134,12 @@ struct cs_view_priv {
 	pthread_mutex_t colmu;
 	struct cs_column *cols[CS_MAX_COLUMNS];
 	size_t n_cols;
-	/* group views of this view (colstore_group_view), built on demand under
-	 * colmu, freed with it */
-	struct cs_view *groups[CS_MAX_GROUP_VIEWS];
-	uint32_t group_key[CS_MAX_GROUP_VIEWS];
-	size_t n_groups;
+	/* derived views of this view (colstore_group_view, colstore_filter_view),
+	 * built on demand under colmu, freed with it; key: 1 << 32 | group key
+	 * string id, or the caller's key of a filter (high bit set) */
+	struct cs_view *derived[CS_MAX_DERIVED];
+	uint64_t derived_key[CS_MAX_DERIVED];
+	size_t n_derived;
 	/* a group view: its parent (which owns it and the arrays it shares:
 	 * ukey, canon, links, name_sid, name_of), and its groups' names */
 	const struct cs_view *parent;
@@ -633,8 +634,8 @@ static void cs_view_free(struct cs_view *v)
 
 	for (i = 0; i < p->n_segs; i++)
 		cs_seg_unref(p->segs[i]);
-	for (i = 0; i < p->n_groups; i++)
-		cs_view_free(p->groups[i]);
+	for (i = 0; i < p->n_derived; i++)
+		cs_view_free(p->derived[i]);
 	free(p->segs);
 	free(p->manifest);
 	buf_free(&p->gnames);
@@ -2172,17 +2173,17 @@ enum mp_err colstore_group_view(const struct cs_view *v, uint32_t key, struct cs
 	enum mp_err rc = MP_OK;
 	size_t i;
 
-	if (p->parent)
-		return MP_E_INVALID;
+	if (p->parent && p->gname_off)
+		return MP_E_INVALID;   /* a group view of a group view */
 	pthread_mutex_lock(&p->colmu);
-	for (i = 0; i < p->n_groups; i++)
-		if (p->group_key[i] == key)
-			g = p->groups[i];
-	if (!g && p->n_groups == CS_MAX_GROUP_VIEWS)
+	for (i = 0; i < p->n_derived; i++)
+		if (p->derived_key[i] == ((uint64_t)1 << 32 | key))
+			g = p->derived[i];
+	if (!g && p->n_derived == CS_MAX_DERIVED)
 		rc = MP_E_TOOBIG;
 	if (!g && rc == MP_OK && (rc = cs_group_build(v, key, col, &g)) == MP_OK) {
-		p->group_key[p->n_groups] = key;
-		p->groups[p->n_groups++] = g;
+		p->derived_key[p->n_derived] = (uint64_t)1 << 32 | key;
+		p->derived[p->n_derived++] = g;
 	}
 	pthread_mutex_unlock(&p->colmu);
 	*out = g;
@@ -2194,13 +2195,146 @@ const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t 
 	const struct cs_view_priv *p = g->priv;
 	const char *s;
 
-	if (!p->parent || group >= g->n_users) {
+	if (!p->gname_off || group >= g->n_users) {
 		*len = 0;
 		return "";
 	}
 	s = p->gnames.data + p->gname_off[group];
 	*len = strlen(s);
 	return s;
+}
+
+/* ---------- filtered views (cohorts) ---------- */
+
+/* The events of the users U with KEEP[U] set, in the same order, user keys
+ * unchanged (the others' ranges are empty). */
+static enum mp_err cs_filter_build(const struct cs_view *v, const uint8_t *keep, struct cs_view **out)
+{
+	struct cs_view *g = calloc(1, sizeof *g);
+	struct cs_view_priv *p = calloc(1, sizeof *p), *vp = v->priv;
+	uint32_t *map = NULL, u;
+	size_t n = 0, i, j, k;
+
+	if (!g || !p) {
+		free(g);
+		free(p);
+		return MP_E_NOMEM;
+	}
+	g->priv = p;
+	p->cs = vp->cs;
+	p->refs = 1;
+	p->parent = v;
+	pthread_mutex_init(&p->colmu, NULL);
+	buf_init(&p->gnames, 1);
+	for (u = 0; u < v->n_users; u++)
+		if (keep[u])
+			n += v->ustart[u + 1] - v->ustart[u];
+	if (!(p->t = malloc((n ? n : 1) * sizeof *p->t)) || !(p->ev = malloc((n ? n : 1) * sizeof *p->ev)) ||
+	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) || !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
+	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) ||
+	    !(p->ustart = calloc((size_t)v->n_users + 2, sizeof *p->ustart)) ||
+	    !(p->nt = malloc((n ? n : 1) * sizeof *p->nt)) || !(p->npos = malloc((n ? n : 1) * sizeof *p->npos)) ||
+	    !(p->nstart = calloc((size_t)v->n_names + 1, sizeof *p->nstart)) ||
+	    !(map = malloc((v->n ? v->n : 1) * sizeof *map))) {
+		free(map);
+		cs_view_free(g);
+		return MP_E_NOMEM;
+	}
+	for (j = 0, u = 0; u <= v->n_users; u++) {      /* u == n_users: the events of no user */
+		size_t a = v->ustart[u], z = v->ustart[u + 1];
+
+		p->ustart[u] = (uint32_t)j;
+		for (i = a; i < z; i++) {
+			if (u == v->n_users || !keep[u]) {
+				map[i] = UINT32_MAX;
+				continue;
+			}
+			map[i] = (uint32_t)j;
+			p->t[j] = v->t[i];
+			p->ev[j] = v->ev[i];
+			p->did[j] = v->did[i];
+			p->user[j] = v->user[i];
+			p->rec[j] = v->rec_off[i];
+			j++;
+		}
+	}
+	p->ustart[v->n_users + 1] = (uint32_t)j;
+	for (j = 0, k = 0; k < v->n_names; k++) {
+		size_t x;
+
+		p->nstart[k] = (uint32_t)j;
+		for (x = v->nstart[k]; x < v->nstart[k + 1]; x++) {
+			uint32_t i0 = v->npos[x];
+
+			if (i0 < v->n && map[i0] != UINT32_MAX) {
+				p->nt[j] = v->nt[x];
+				p->npos[j++] = map[i0];
+			}
+		}
+	}
+	p->nstart[v->n_names] = (uint32_t)j;
+	free(map);
+	p->ukey = vp->ukey;
+	p->n_ukey = vp->n_ukey;
+	p->canon = vp->canon;
+	p->links = vp->links;
+	p->n_links = vp->n_links;
+	p->name_sid = vp->name_sid;
+	p->name_of = vp->name_of;
+	g->n = n;
+	g->t = p->t;
+	g->ev = p->ev;
+	g->did = p->did;
+	g->user = p->user;
+	g->rec_base = v->rec_base;
+	g->rec_off = p->rec;
+	g->rec_limit = v->rec_limit;
+	g->n_users = v->n_users;
+	g->ustart = p->ustart;
+	g->n_names = v->n_names;
+	g->name_sid = v->name_sid;
+	g->nstart = p->nstart;
+	g->nt = p->nt;
+	g->npos = p->npos;
+	g->n_strings = v->n_strings;
+	g->strings = v->strings;
+	*out = g;
+	return MP_OK;
+}
+
+enum mp_err colstore_filter_view(const struct cs_view *v, uint64_t key, const uint8_t *keep,
+				 struct cs_view **out, int *owned)
+{
+	struct cs_view_priv *p = v->priv;
+	struct cs_view *g = NULL;
+	enum mp_err rc = MP_OK;
+	size_t i;
+
+	*owned = 0;
+	if (p->parent)
+		return MP_E_INVALID;
+	key |= (uint64_t)1 << 63;
+	pthread_mutex_lock(&p->colmu);
+	for (i = 0; i < p->n_derived; i++)
+		if (p->derived_key[i] == key)
+			g = p->derived[i];
+	if (!g && (rc = cs_filter_build(v, keep, &g)) == MP_OK) {
+		if (p->n_derived < CS_MAX_DERIVED) {
+			p->derived_key[p->n_derived] = key;
+			p->derived[p->n_derived++] = g;
+		} else {
+			*owned = 1;    /* the cache is full: the caller frees it */
+		}
+	}
+	pthread_mutex_unlock(&p->colmu);
+	*out = g;
+	return rc;
+}
+
+void colstore_derived_free(struct cs_view *g)
+{
+	if (g && g->priv->parent)
+		cs_view_free(g);
 }
 
 /* ---------- expression evaluation ---------- */
