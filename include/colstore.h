@@ -172,7 +172,8 @@ const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t 
  * order and user keys; every report runs unchanged on it.  KEY names the
  * filter (same key, same KEEP): the view is kept with V (up to 16 derived
  * views) and reused; when V's cache is full *OWNED is set and the caller
- * frees *OUT with colstore_derived_free() after use.  A group view can be
+ * frees *OUT with colstore_derived_free() after use.  KEEP NULL: only look
+ * the view up (MP_E_NOTFOUND when it is not kept).  A group view can be
  * made of a filtered view.  MP_E_NOMEM, MP_E_INVALID (V is derived). */
 enum mp_err colstore_filter_view(const struct cs_view *v, uint64_t key, const uint8_t *keep,
 				 struct cs_view **out, int *owned);

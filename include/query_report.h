@@ -37,6 +37,9 @@ struct qctx {
 	int up_tried;
 	const void **umemo;        /* canonical id -> its profile (or q: none) */
 	const char *group_key;     /* data_group_id's key when the view is a group view */
+	const void *profile_only;  /* set: user[] reads this profile (a cJSON object), not
+				      the event's (cohorts evaluate users without events) */
+	struct cs_view *owned_view; /* a derived view this query frees (colstore_filter_view) */
 	int status;
 	char err[512];
 };
@@ -50,6 +53,9 @@ const char *q_param(struct qctx *q, const char *name);
 /* from_date/to_date as [*FROM, *TO) in UTC ms (local midnights).  Returns 0,
  * or nonzero after q_fail (missing, malformed, to before from). */
 int q_dates(struct qctx *q, int64_t *from, int64_t *to);
+
+/* S (the value of NAME) as the local midnight starting that day. */
+int q_date_str(struct qctx *q, const char *name, const char *s, int64_t *ms);
 
 /* An integer parameter in [MIN, MAX], DEF when absent. */
 int q_int(struct qctx *q, const char *name, long def, long min, long max, long *out);
@@ -174,6 +180,38 @@ int q_engage(struct qctx *q);                 /* engage (profiles; no view) */
 int q_stream_query(struct qctx *q);           /* stream/query */
 int q_deletion_create(struct qctx *q);        /* data-deletions (POST) */
 int q_deletion_status(struct qctx *q);        /* data-deletions/TASK */
+int q_cohorts_create(struct qctx *q);         /* cohorts/create */
+int q_cohorts_update(struct qctx *q);         /* cohorts/update */
+int q_cohorts_delete(struct qctx *q);         /* cohorts/delete */
+int q_cohorts_list(struct qctx *q);           /* cohorts/list */
+int q_cohorts_members(struct qctx *q);        /* cohorts/members (ours) */
+int q_cohorts_size(struct qctx *q);           /* cohorts/size (ours) */
+int q_cohorts_composition(struct qctx *q);    /* cohorts/composition (ours) */
+
+/* ---------- cohorts (q_cohorts.c) ---------- */
+
+struct q_cohort;
+/* A cohort from a filter_by_cohort value: {"id": N} or N (saved), or
+ * {"definition": {...}} (inline, ours).  0 or the status after q_fail. */
+int q_cohort_spec(struct qctx *q, const char *spec, struct q_cohort **out);
+void q_cohort_free(struct q_cohort *c);
+/* Members as of AS_OF (ms): KEEP[u] for the view's users; with
+ * WITH_PROFILE_ONLY also the users that have a profile and no events
+ * (ONLY, sorted).  Free with q_cohort_members_free (also after failure). */
+struct q_cohort_members {
+	uint8_t *keep;
+	size_t n_users;            /* members with events */
+	char **only;
+	size_t n_only;
+};
+int q_cohort_members(struct qctx *q, struct q_cohort *c, int64_t as_of, int with_profile_only,
+		     struct q_cohort_members *m);
+void q_cohort_members_free(struct q_cohort_members *m);
+/* Is the profile DID a member (by its user's key, or among ONLY)? */
+int q_cohort_has_profile(const struct q_cohort_members *m, const struct cs_view *v, const char *did);
+/* filter_by_cohort: run the report on the members' events only (a filtered
+ * view, colstore.h).  0 or the status after q_fail. */
+int q_cohort_filter(struct qctx *q);
 
 /* ---------- user[] and group[] in expressions (q_scopes.c) ---------- */
 
@@ -185,6 +223,8 @@ int q_scope_lookup(void *ctx, struct cs_eval *ce, enum expr_scope scope, const c
 		   struct expr_value *out);
 /* Release what the query's lookups held. */
 void q_scopes_done(struct qctx *q);
+/* The query's profile snapshot (loaded on first use), or NULL after q_fail. */
+struct userprops *q_userprops(struct qctx *q);
 /* Per-project profile snapshot cache: NULL on out of memory; free is NULL-safe. */
 struct q_upcache;
 struct q_upcache *q_upcache_new(void);

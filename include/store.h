@@ -202,6 +202,21 @@ struct store_deletion {
 /* Task TASK_ID, or MP_E_NOTFOUND. */
 enum mp_err store_deletion_get(struct store_project *sp, const char *task_id, struct store_deletion *out);
 
+/* ---------- saved cohorts (meta.db table cohorts) ----------
+ * A cohort is stored as one JSON object (BODY), validated by the caller. */
+/* Insert BODY (*ID == 0: a new cohort, *ID set) or replace cohort *ID
+ * (MP_E_NOTFOUND if there is none). */
+enum mp_err store_cohort_put(struct store_project *sp, int64_t *id, const char *body);
+/* BODY of cohort ID (caller frees) and its times, or MP_E_NOTFOUND. */
+enum mp_err store_cohort_get(struct store_project *sp, int64_t id, char **body, int64_t *created_ms,
+			     int64_t *updated_ms);
+enum mp_err store_cohort_delete(struct store_project *sp, int64_t id); /* MP_E_NOTFOUND if absent */
+/* CB once per cohort in id order; a nonzero return stops (and is returned as MP_E_INVALID). */
+enum mp_err store_cohort_list(struct store_project *sp,
+			      int (*cb)(void *ctx, int64_t id, const char *body, int64_t created_ms,
+					int64_t updated_ms),
+			      void *ctx);
+
 /* ---------- saved funnels (meta.db table funnels) ---------- */
 
 /* Save a funnel; DEFINITION is its JSON ({"steps":[...],"length":N,

@@ -25,6 +25,9 @@ void userprops_unref(struct userprops *up); /* NULL-safe */
 
 /* The properties (a JSON object) of the user profile DID, or NULL. */
 const cJSON *userprops_user(const struct userprops *up, const char *did, size_t n);
+/* CB once per user profile (distinct_id DID of N bytes, its properties). */
+void userprops_each_user(const struct userprops *up,
+			 void (*cb)(void *ctx, const char *did, size_t n, const cJSON *props), void *ctx);
 /* The properties of group profile (KEY, ID), or NULL. */
 const cJSON *userprops_group(const struct userprops *up, const char *key, size_t kn, const char *id,
 			     size_t idn);

@@ -2318,7 +2318,9 @@ enum mp_err colstore_filter_view(const struct cs_view *v, uint64_t key, const ui
 	for (i = 0; i < p->n_derived; i++)
 		if (p->derived_key[i] == key)
 			g = p->derived[i];
-	if (!g && (rc = cs_filter_build(v, keep, &g)) == MP_OK) {
+	if (!g && !keep)
+		rc = MP_E_NOTFOUND;    /* a lookup only */
+	else if (!g && (rc = cs_filter_build(v, keep, &g)) == MP_OK) {
 		if (p->n_derived < CS_MAX_DERIVED) {
 			p->derived_key[p->n_derived] = key;
 			p->derived[p->n_derived++] = g;

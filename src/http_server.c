@@ -115,8 +115,9 @@ static enum route http_route(const char *url, const char *prefix, char qname[64]
 	if (!strcmp(p, "/api/2.0/export") || !strcmp(p, "/api/query/export")) return R_EXPORT;
 	/* Mixpanel's GDPR API: the query engine's "data-deletions[/TASK]" */
 	if (!strncmp(p, "/api/app/data-deletions/v3.0", 28) && (p[28] == '\0' || p[28] == '/') &&
-	    strlen(p + 28) < 48) {
-		snprintf(qname, 64, "data-deletions%s", p + 28);
+	    (n = strlen(p + 28)) < 48) {
+		memcpy(qname, "data-deletions", 14);
+		memcpy(qname + 14, p + 28, n + 1);
 		return query_endpoint_known(qname) ? R_QUERY : R_NONE;
 	}
 	{

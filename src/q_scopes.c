@@ -133,14 +133,18 @@ static const cJSON *q_user_profile(struct qctx *q, struct cs_eval *ce)
 
 	if (!q->umemo && !(q->umemo = calloc(v->n_strings ? v->n_strings : 1, sizeof *q->umemo)))
 		return NULL;
-	if (canon < v->n_strings && q->umemo[canon])
-		return q->umemo[canon] == (const cJSON *)q ? NULL : q->umemo[canon];
-	s = cs_string(v, canon, &n);
-	if ((p = userprops_user(q->up, s, n)) != NULL || canon == did) {
+	/* the canonical id's profile, memoized ("none" marked by q) */
+	if (canon < v->n_strings && q->umemo[canon]) {
+		p = q->umemo[canon] == (const cJSON *)q ? NULL : q->umemo[canon];
+	} else {
+		s = cs_string(v, canon, &n);
+		p = userprops_user(q->up, s, n);
 		if (canon < v->n_strings)
-			q->umemo[canon] = p ? p : (const cJSON *)q;   /* q marks "none" */
-		return p;
+			q->umemo[canon] = p ? p : (const cJSON *)q;
 	}
+	if (p || canon == did)
+		return p;
+	/* no profile for the cluster: the event's own id's */
 	s = cs_string(v, did, &n);
 	return userprops_user(q->up, s, n);
 }
@@ -177,21 +181,30 @@ static const cJSON *q_group_profile(struct qctx *q, struct cs_eval *ce)
 	return userprops_group(q->up, key, strlen(key), id, n);
 }
 
+struct userprops *q_userprops(struct qctx *q)
+{
+	if (!q->up_tried) {
+		q->up_tried = 1;
+		if (q->upc && !(q->up = q_upcache_get(q->upc, q->sp)))
+			q_fail(q, 503, "cannot read the profiles");
+	}
+	return q->up;
+}
+
 int q_scope_lookup(void *ctx, struct cs_eval *ce, enum expr_scope scope, const char *name, size_t len,
 		   struct expr_value *out)
 {
 	struct qctx *q = ctx;
+	const cJSON *prof;
 
 	out->type = EXPR_UNDEFINED;
-	if (!q->up_tried) {
-		q->up_tried = 1;
-		if (q->upc && !(q->up = q_upcache_get(q->upc, q->sp)))
-			return -1;     /* the evaluation fails: the report answers an error */
-	}
-	if (!q->up)
-		return 0;
-	return q_json_value(q_member(scope == EXPR_SCOPE_USER ? q_user_profile(q, ce) : q_group_profile(q, ce),
-				     name, len), ce, out);
+	if (!q_userprops(q))
+		return q->status ? -1 : 0;   /* -1: the evaluation fails, the report answers an error */
+	if (scope == EXPR_SCOPE_USER)
+		prof = q->profile_only ? q->profile_only : q_user_profile(q, ce);
+	else
+		prof = q->profile_only ? NULL : q_group_profile(q, ce);
+	return q_json_value(q_member(prof, name, len), ce, out);
 }
 
 void q_eval_init(struct qctx *q, struct cs_eval *ce)

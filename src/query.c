@@ -178,6 +178,13 @@ static const struct {
 	{ "stream/query", QK_READ, q_stream_query },
 	{ "data-deletions", QK_READ_WRITE, q_deletion_create },
 	{ "data-deletions/", QK_NOVIEW, q_deletion_status },  /* + task id */
+	{ "cohorts/create", QK_WRITE, q_cohorts_create },
+	{ "cohorts/update", QK_WRITE, q_cohorts_update },
+	{ "cohorts/delete", QK_WRITE, q_cohorts_delete },
+	{ "cohorts/list", QK_READ, q_cohorts_list },
+	{ "cohorts/members", QK_READ, q_cohorts_members },
+	{ "cohorts/size", QK_READ, q_cohorts_size },
+	{ "cohorts/composition", QK_READ, q_cohorts_composition },
 };
 
 static int q_find(const char *endpoint)
@@ -216,6 +223,19 @@ int q_group_key(struct qctx *q, const char **key)
 		*key = q->proj->group_keys[n - 1];
 	}
 	return 0;
+}
+
+/* filter_by_cohort on the reports that count users (not on the ones that
+ * answer about a given user or manage cohorts). */
+static int q_filter_cohort(struct qctx *q)
+{
+	static const char *const skip[] = { "identity/graph", "data-deletions", "engage", "cohorts/" };
+	size_t i;
+
+	for (i = 0; i < sizeof skip / sizeof skip[0]; i++)
+		if (!strncmp(q->rq->endpoint, skip[i], strlen(skip[i])))
+			return 0;
+	return q_cohort_filter(q);
 }
 
 static int q_group_view(struct qctx *q)
@@ -339,7 +359,8 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 		goto done;
 	}
 	held = q.v;
-	if (held && q_group_view(&q) != 0) {
+	if (held && (q_filter_cohort(&q) != 0 || q_group_view(&q) != 0)) {
+		colstore_derived_free(q.owned_view);
 		status = q.status;
 		colstore_release(held);
 		goto done;
@@ -351,6 +372,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 	else
 		status = q_table[k].run(&q);
 	q_scopes_done(&q);
+	colstore_derived_free(q.owned_view);
 	colstore_release(held);
 done:
 	if (status != 200)
@@ -383,9 +405,8 @@ const char *q_param(struct qctx *q, const char *name)
 	return v && v[0] ? v : NULL;
 }
 
-static int q_date(struct qctx *q, const char *name, int64_t *ms)
+int q_date_str(struct qctx *q, const char *name, const char *s, int64_t *ms)
 {
-	const char *s = q_param(q, name);
 	int y, m, d;
 
 	if (!s)
@@ -394,6 +415,11 @@ static int q_date(struct qctx *q, const char *name, int64_t *ms)
 		return q_fail(q, 400, "'%s' is invalid: expected a date YYYY-MM-DD, got '%.40s'", name, s);
 	*ms = tz_from_civil(q->tz, y, m, d, 0, 0);
 	return 0;
+}
+
+static int q_date(struct qctx *q, const char *name, int64_t *ms)
+{
+	return q_date_str(q, name, q_param(q, name), ms);
 }
 
 int q_dates(struct qctx *q, int64_t *from, int64_t *to)

@@ -2020,6 +2020,115 @@ enum mp_err store_meta_open_ro(const struct store_project *sp, sqlite3 **db)
 	return store_meta_conn(sp, 1, db);
 }
 
+/* ---------- saved cohorts (meta.db) ---------- */
+
+enum mp_err store_cohort_put(struct store_project *sp, int64_t *id, const char *body)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	struct timespec ts;
+	int r;
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if ((rc = store_prepare(db, *id ? "UPDATE cohorts SET body=?1, updated_ms=?2 WHERE id=?3"
+				       : "INSERT INTO cohorts(body, created_ms, updated_ms) VALUES(?1,?2,?2)", &st)) == MP_OK) {
+		sqlite3_bind_text(st, 1, body, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		if (*id)
+			sqlite3_bind_int64(st, 3, *id);
+		r = sqlite3_step(st);
+		if (r != SQLITE_DONE)
+			rc = store_sqlite_err(r);
+		else if (!*id)
+			*id = sqlite3_last_insert_rowid(db);
+		else if (sqlite3_changes(db) == 0)
+			rc = MP_E_NOTFOUND;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_cohort_get(struct store_project *sp, int64_t id, char **body, int64_t *created_ms,
+			     int64_t *updated_ms)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	*body = NULL;
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT body, created_ms, updated_ms FROM cohorts WHERE id=?", &st)) == MP_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			*created_ms = sqlite3_column_int64(st, 1);
+			*updated_ms = sqlite3_column_int64(st, 2);
+			if (!(*body = strdup((const char *)sqlite3_column_text(st, 0))))
+				rc = MP_E_NOMEM;
+		} else {
+			rc = r == SQLITE_DONE ? MP_E_NOTFOUND : store_sqlite_err(r);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_cohort_delete(struct store_project *sp, int64_t id)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "DELETE FROM cohorts WHERE id=?", &st)) == MP_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		r = sqlite3_step(st);
+		if (r != SQLITE_DONE)
+			rc = store_sqlite_err(r);
+		else if (sqlite3_changes(db) == 0)
+			rc = MP_E_NOTFOUND;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_cohort_list(struct store_project *sp,
+			      int (*cb)(void *ctx, int64_t id, const char *body, int64_t created_ms,
+					int64_t updated_ms),
+			      void *ctx)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT id, body, created_ms, updated_ms FROM cohorts ORDER BY id", &st)) == MP_OK) {
+		while ((r = sqlite3_step(st)) == SQLITE_ROW)
+			if (cb(ctx, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+			       sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3))) {
+				rc = MP_E_INVALID;
+				break;
+			}
+		if (rc == MP_OK && r != SQLITE_DONE)
+			rc = store_sqlite_err(r);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
 enum mp_err store_funnel_create(struct store_project *sp, const char *name, const char *definition,
 				int64_t *id)
 {

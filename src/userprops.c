@@ -173,6 +173,16 @@ void userprops_unref(struct userprops *up)
 	free(up);
 }
 
+void userprops_each_user(const struct userprops *up,
+			 void (*cb)(void *ctx, const char *did, size_t n, const cJSON *props), void *ctx)
+{
+	size_t i;
+
+	for (i = 0; up && i < up->cap; i++)
+		if (up->ents[i].key && up->ents[i].key[0] == 'u')
+			cb(ctx, up->ents[i].key + 1, up->ents[i].len - 1, up->ents[i].props);
+}
+
 const cJSON *userprops_user(const struct userprops *up, const char *did, size_t n)
 {
 	char tmp[260];

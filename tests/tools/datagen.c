@@ -4,7 +4,7 @@
  *
  *   datagen [--events N] [--users U] [--days D] [--end-day YYYY-MM-DD]
  *           [--seed S] [--json-dir DIR] [--format json|ndjson] [--batch N]
- *           [--tsv FILE] [--quiet]
+ *           [--tsv FILE] [--merge-third] [--quiet]
  *
  * Defaults: 10,000,000 events from 200,000 users over 90 days ending
  * yesterday (UTC), seed 1, batches of 2000 events.  The same arguments give
@@ -22,9 +22,27 @@
  *                   country, screen_width, platform, plan, utm_source,
  *                   is_trial (0/1), item_id, amount, item_count
  *                   (for loading the same events into DuckDB and SQLite).
+ *   --merge-third   the SAME events, but every third user (index % 3 == 0,
+ *                   so all activity levels) is first anonymous and then
+ *                   identified, the way an SDK with Simplified ID Merge
+ *                   sends it (docs/IDENTITY.md): the user's events before
+ *                   their k-th (k = 2..6, from a hash of the user; at most
+ *                   the user's event count) have distinct_id
+ *                   "$device:<uuid>" and "$device_id":"<uuid>" (a uuid
+ *                   derived from the user and the seed), the k-th has
+ *                   distinct_id = the user id, "$device_id" and "$user_id"
+ *                   (it links the device to the user), the later ones are
+ *                   as without the option.  A merged user is thus the same
+ *                   person as the plain user: every unique count, funnel
+ *                   and retention must be equal on the two data sets
+ *                   (tests/bench/identity_bench.mjs).  Costs a second,
+ *                   silent generation pass (to count each user's events).
+ *                   The TSV gets the distinct_id sent.  Without the option
+ *                   the output is byte for byte what it was before it.
  * Events are written in ascending time order (an export replayed).  On
  * stdout: one JSON line describing the set (from_day, to_day, counts per
- * event name, ...); progress on stderr.
+ * event name, ...; with --merge-third also "merge": users merged, events
+ * sent anonymously, linking events); progress on stderr.
  *
  * The model (everything drawn from one seeded xorshift64* generator):
  *   - Users: 20% existed before the window (signed up 1-180 days earlier,
@@ -237,7 +255,7 @@ struct dg_opts {
 	long users, days;
 	uint64_t seed;
 	const char *json_dir, *tsv, *end_day;
-	int ndjson, quiet;
+	int ndjson, quiet, merge_third;
 	long batch;
 };
 
@@ -252,6 +270,11 @@ struct dg_out {
 	uint64_t seed;
 	char *buf;                 /* one event's text */
 	size_t cap;
+	/* --merge-third */
+	uint32_t *count;           /* the counting pass: events per user; else NULL */
+	const uint32_t *total;     /* the writing pass: each user's event count; NULL: no merges */
+	uint32_t *seen;            /* the writing pass: events written per user */
+	uint64_t merged_users, anon_events, link_events;
 };
 
 /* Growable text into a fixed buffer big enough for one event. */
@@ -340,6 +363,31 @@ static void dg_item_id(char out[16], int32_t item)
 	out[b.n] = '\0';
 }
 
+/* --merge-third: a merged user's device id, a uuid derived from the user. */
+static void dg_device_id(char out[37], uint64_t seed, uint32_t user)
+{
+	uint64_t h[2];
+	int i, n = 0;
+
+	h[0] = dg_mix64((seed << 32) ^ ((uint64_t)user * 0x9e3779b97f4a7c15ULL) ^ 0xde71ceULL);
+	h[1] = dg_mix64(h[0] ^ 0xa5a5a5a5a5a5a5a5ULL);
+	for (i = 0; i < 32; i++) {
+		if (i == 8 || i == 12 || i == 16 || i == 20)
+			out[n++] = '-';
+		out[n++] = "0123456789abcdef"[(h[i / 16] >> (60 - 4 * (i % 16))) & 15];
+	}
+	out[n] = '\0';
+}
+
+/* --merge-third: the user's event (1-based) that links the device to the
+ * user: 2..6, at most the user's event count. */
+static uint32_t dg_link_event(uint64_t seed, uint32_t user, uint32_t total)
+{
+	uint32_t k = 2 + (uint32_t)(dg_mix64((seed << 32) ^ user ^ 0x11d5ULL) % 5);
+
+	return k < total ? k : total;
+}
+
 static void dg_open_batch(struct dg_out *o)
 {
 	char path[4096];
@@ -375,7 +423,34 @@ static void dg_write(struct dg_out *o, const struct dg_event *e, const struct dg
 	char iid[17], item[16];
 	const char *did = u ? u->id : "";
 	int plat = u ? u->platform : PF_WEB;
+	int merge = 0;             /* 1: anonymous, 2: the linking event */
+	char dev[37], anon[46];
 
+	if (o->count) {            /* the counting pass of --merge-third */
+		if (u)
+			o->count[e->user]++;
+		o->written++;
+		return;
+	}
+	if (o->total && u && e->user % 3 == 0) {
+		uint32_t k = dg_link_event(o->seed, e->user, o->total[e->user]), i = ++o->seen[e->user];
+
+		if (i <= k) {
+			dg_device_id(dev, o->seed, e->user);
+			if (i < k) {
+				merge = 1;
+				memcpy(anon, "$device:", 8);
+				memcpy(anon + 8, dev, 37);
+				did = anon;
+				o->anon_events++;
+			} else {
+				merge = 2;
+				o->link_events++;
+			}
+			if (i == 1)
+				o->merged_users++;
+		}
+	}
 	dg_insert_id(iid, o->seed, o->written);
 	if (e->item != DG_NO_VALUE)
 		dg_item_id(item, e->item);
@@ -390,6 +465,10 @@ static void dg_write(struct dg_out *o, const struct dg_event *e, const struct dg
 		sb_u(&b, (uint64_t)e->t);
 		sb_kv(&b, "distinct_id", did);
 		sb_kv(&b, "$insert_id", iid);
+		if (merge)
+			sb_kv(&b, "$device_id", dev);
+		if (merge == 2)
+			sb_kv(&b, "$user_id", u->id);
 		if (u) {
 			sb_kv(&b, "$os", plat == PF_WEB ? dg_web_os[u->os] : plat == PF_IOS ? "iOS" : "Android");
 			if (plat == PF_WEB)
@@ -693,7 +772,8 @@ static void dg_fmt_day(int64_t ms, char out[11])
 static void dg_usage(void)
 {
 	fputs("usage: datagen [--events N] [--users U] [--days D] [--end-day YYYY-MM-DD] [--seed S]\n"
-	      "               [--json-dir DIR] [--format json|ndjson] [--batch N] [--tsv FILE] [--quiet]\n",
+	      "               [--json-dir DIR] [--format json|ndjson] [--batch N] [--tsv FILE] [--merge-third]\n"
+	      "               [--quiet]\n",
 	      stderr);
 }
 
@@ -718,7 +798,8 @@ int main(int argc, char **argv)
 	struct dg_out out;
 	double *ucdf, growth_sum = 0, day_w[1024], rtab[1024 + 200];
 	long d, u, i;
-	uint64_t target_so_far;
+	uint64_t target_so_far, state0;
+	int pass;
 	char from[11], to[11];
 	clock_t c0 = clock();
 
@@ -738,6 +819,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--quiet")) {
 			g.opt.quiet = 1;
+			continue;
+		}
+		if (!strcmp(a, "--merge-third")) {
+			g.opt.merge_third = 1;
 			continue;
 		}
 		if (strcmp(a, "--events") && strcmp(a, "--users") && strcmp(a, "--days") && strcmp(a, "--seed") &&
@@ -840,50 +925,69 @@ int main(int argc, char **argv)
 	out.seed = g.opt.seed;
 	out.buf = dg_xmalloc(4096);
 
-	target_so_far = 0;
-	double cum_w = 0;
-	for (d = 0; d < g.opt.days; d++) {
-		struct dg_daybuf *b;
-		double wsum = 0;
-		uint64_t target;
-
-		g.day = d;
-		cum_w += day_w[d];
-		target = d == g.opt.days - 1 ? (uint64_t)g.opt.events
-					     : (uint64_t)((double)g.opt.events * cum_w / growth_sum);
-		if (target < target_so_far)
-			target = target_so_far;
-		target_so_far = target;
-		/* today's sign-ups, then sessions of the active users */
-		for (u = 0; u < g.opt.users; u++) {
-			const struct dg_user *p = &g.users[u];
-			double w = 0;
-
-			if (p->signup == d)
-				dg_session(&g, (uint32_t)u, dg_start_time(&g, d), 1);
-			if (p->signup <= d)
-				w = p->weight * rtab[d - p->signup];
-			wsum += w;
-			ucdf[u] = wsum;
+	/* --merge-third: first a silent pass that counts each user's events
+	 * (a merged user's linking event must exist), then the same events
+	 * again from the same generator state, written */
+	state0 = dg_state;
+	for (pass = g.opt.merge_third ? 0 : 1; pass <= 1; pass++) {
+		if (pass == 0) {
+			out.count = dg_xmalloc((size_t)g.opt.users * sizeof *out.count);
+			memset(out.count, 0, (size_t)g.opt.users * sizeof *out.count);
+		} else if (g.opt.merge_third) {
+			out.total = out.count;
+			out.count = NULL;
+			out.seen = dg_xmalloc((size_t)g.opt.users * sizeof *out.seen);
+			memset(out.seen, 0, (size_t)g.opt.users * sizeof *out.seen);
+			dg_state = state0;
+			g.made = g.seq = 0;
+			memset(g.per_name, 0, sizeof g.per_name);
+			out.written = 0;
 		}
-		if (wsum > 0) {
-			for (u = 0; u < g.opt.users; u++)
-				ucdf[u] /= wsum;
-			while (g.made < target) {
-				uint32_t who = (uint32_t)dg_pick(ucdf, (size_t)g.opt.users);
+		target_so_far = 0;
+		double cum_w = 0;
+		for (d = 0; d < g.opt.days; d++) {
+			struct dg_daybuf *b;
+			double wsum = 0;
+			uint64_t target;
 
-				dg_session(&g, who, dg_start_time(&g, d), 0);
+			g.day = d;
+			cum_w += day_w[d];
+			target = d == g.opt.days - 1 ? (uint64_t)g.opt.events
+						     : (uint64_t)((double)g.opt.events * cum_w / growth_sum);
+			if (target < target_so_far)
+				target = target_so_far;
+			target_so_far = target;
+			/* today's sign-ups, then sessions of the active users */
+			for (u = 0; u < g.opt.users; u++) {
+				const struct dg_user *p = &g.users[u];
+				double w = 0;
+
+				if (p->signup == d)
+					dg_session(&g, (uint32_t)u, dg_start_time(&g, d), 1);
+				if (p->signup <= d)
+					w = p->weight * rtab[d - p->signup];
+				wsum += w;
+				ucdf[u] = wsum;
 			}
+			if (wsum > 0) {
+				for (u = 0; u < g.opt.users; u++)
+					ucdf[u] /= wsum;
+				while (g.made < target) {
+					uint32_t who = (uint32_t)dg_pick(ucdf, (size_t)g.opt.users);
+
+					dg_session(&g, who, dg_start_time(&g, d), 0);
+				}
+			}
+			/* day d is complete: no later session reaches back */
+			b = &g.ring[d % DG_MAX_LAG_DAYS];
+			qsort(b->e, b->n, sizeof *b->e, dg_event_cmp);
+			for (i = 0; i < (long)b->n; i++)
+				dg_write(&out, &b->e[i], g.users);
+			b->n = 0;
+			if (!g.opt.quiet && pass == 1 && (d % 10 == 9 || d == g.opt.days - 1))
+				fprintf(stderr, "datagen: day %ld/%ld, %llu events written\n", d + 1, g.opt.days,
+					(unsigned long long)out.written);
 		}
-		/* day d is complete: no later session reaches back */
-		b = &g.ring[d % DG_MAX_LAG_DAYS];
-		qsort(b->e, b->n, sizeof *b->e, dg_event_cmp);
-		for (i = 0; i < (long)b->n; i++)
-			dg_write(&out, &b->e[i], g.users);
-		b->n = 0;
-		if (!g.opt.quiet && (d % 10 == 9 || d == g.opt.days - 1))
-			fprintf(stderr, "datagen: day %ld/%ld, %llu events written\n", d + 1, g.opt.days,
-				(unsigned long long)out.written);
 	}
 	dg_close_batch(&out);
 	if (out.tsv && (ferror(out.tsv) || fclose(out.tsv) != 0))
@@ -902,10 +1006,18 @@ int main(int argc, char **argv)
 	       (double)(clock() - c0) / CLOCKS_PER_SEC);
 	for (i = 0; i < (long)DG_N_EVENTS; i++)
 		printf("%s\"%s\":%llu", i ? "," : "", dg_events[i], (unsigned long long)g.per_name[i]);
-	printf("}}\n");
+	if (g.opt.merge_third)
+		printf("},\"merge\":{\"users\":%llu,\"anonymous_events\":%llu,\"linking_events\":%llu}}\n",
+		       (unsigned long long)out.merged_users, (unsigned long long)out.anon_events,
+		       (unsigned long long)out.link_events);
+	else
+		printf("}}\n");
 	for (i = 0; i < DG_MAX_LAG_DAYS; i++)
 		free(g.ring[i].e);
 	free(ucdf);
+	free(out.count);
+	free((void *)out.total);
+	free(out.seen);
 	free(g.users);
 	free(out.buf);
 	return 0;
