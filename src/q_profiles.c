@@ -94,6 +94,23 @@ static enum mp_err pf_ids_add(struct pf_ids *l, const char *s, size_t n)
 	return MP_OK;
 }
 
+static int pf_ids_cmp(const void *a, const void *b, void *blob)
+{
+	return strcmp((const char *)blob + *(const size_t *)a, (const char *)blob + *(const size_t *)b);
+}
+
+/* Sort the list by byte order and drop repeats. */
+static void pf_ids_sort_unique(struct pf_ids *l)
+{
+	size_t i, w = 0;
+
+	qsort_r(l->off, l->n, sizeof *l->off, pf_ids_cmp, l->blob.data);
+	for (i = 0; i < l->n; i++)
+		if (!w || strcmp(pf_ids_at(l, w - 1), pf_ids_at(l, i)) != 0)
+			l->off[w++] = l->off[i];
+	l->n = w;
+}
+
 /* ---------- sessions ---------- */
 
 #define QS_MAX 128                         /* sessions kept */
@@ -428,6 +445,8 @@ struct pf_query {
 	struct expr *where;
 	const char **outp;         /* output_properties, sorted, or NULL: all */
 	size_t n_outp;
+	const struct q_cohort_members *cohort;  /* filter_by_cohort, or NULL */
+	int include_all_users;     /* with a cohort: also its members without a profile */
 };
 
 static int pf_db_fail(struct qctx *q, int r)
@@ -471,6 +490,42 @@ static int pf_get(struct qctx *q, const struct pf_query *pq, sqlite3_stmt *st, c
 	return 1;
 }
 
+/* include_all_users: the cohort's members that have no profile (their
+ * canonical ids), under `where` over an empty profile, added to OUT, which
+ * is then sorted again.  0, or nonzero after q_fail. */
+static int pf_cohort_without_profiles(struct qctx *q, sqlite3 *db, const struct pf_query *pq,
+				      struct pf_eval *pe, struct pf_ids *out)
+{
+	const struct cs_view *v = q->v;
+	sqlite3_stmt *st = NULL;
+	const char *props, *id;
+	size_t n;
+	uint32_t u;
+	int r, rc = 0;
+
+	if (pf_prepare_get(q, db, pq, &st))
+		return 1;
+	for (u = 0; u < v->n_users && !rc; u++) {
+		if (!pq->cohort->keep[u])
+			continue;
+		id = cs_string(v, colstore_canonical(v, v->did[v->ustart[u]]), &n);
+		if (pq->want && !bsearch(&id, pq->want, pq->n_want, sizeof *pq->want, pf_strcmp))
+			continue;
+		if ((r = pf_get(q, pq, st, id, &props, &n)) != 0) {
+			rc = r < 0;        /* has a profile: listed by the scan */
+			continue;
+		}
+		if ((r = pf_where(q, pq->where, pe, id, "{}", 2)) < 0)
+			rc = 1;
+		else if (r && pf_ids_add(out, id, strlen(id)) != MP_OK)
+			rc = q_oom(q);
+	}
+	sqlite3_finalize(st);
+	if (!rc)
+		pf_ids_sort_unique(out);
+	return rc;
+}
+
 /* Every matching id, in byte order, appended to OUT.  Returns 0, or
  * nonzero after q_fail. */
 static int pf_scan(struct qctx *q, sqlite3 *db, const struct pf_query *pq, struct pf_eval *pe,
@@ -488,6 +543,8 @@ static int pf_scan(struct qctx *q, sqlite3 *db, const struct pf_query *pq, struc
 		for (i = 0; i < pq->n_want && !rc; i++) {
 			if ((r = pf_get(q, pq, st, pq->want[i], &props, &n)) < 0)
 				rc = 1;
+			else if (r && pq->cohort && !q_cohort_has_profile(pq->cohort, q->v, pq->want[i]))
+				r = 0;
 			else if (r && (r = pf_where(q, pq->where, pe, pq->want[i], props, n)) < 0)
 				rc = 1;
 			else if (r && pf_ids_add(out, pq->want[i], strlen(pq->want[i])) != MP_OK)
@@ -512,6 +569,8 @@ static int pf_scan(struct qctx *q, sqlite3 *db, const struct pf_query *pq, struc
 		if (!(id = (const char *)sqlite3_column_text(st, 0)))
 			continue;
 		n = (size_t)sqlite3_column_bytes(st, 0);
+		if (pq->cohort && !q_cohort_has_profile(pq->cohort, q->v, id))
+			continue;
 		if (pq->where) {
 			const char *p = (const char *)sqlite3_column_text(st, 1);
 
@@ -530,6 +589,8 @@ static int pf_scan(struct qctx *q, sqlite3 *db, const struct pf_query *pq, struc
 	if (!rc && r != SQLITE_DONE)
 		rc = pf_db_fail(q, r);
 	sqlite3_finalize(st);
+	if (!rc && pq->cohort && pq->include_all_users)
+		rc = pf_cohort_without_profiles(q, db, pq, pe, out);
 	return rc;
 }
 
@@ -633,12 +694,15 @@ int q_engage(struct qctx *q)
 	uint64_t fp;
 	int rc = 200, found = 0, r;
 	enum mp_err err;
+	struct q_cohort *cohort = NULL;
+	struct q_cohort_members members;
 
+	memset(&members, 0, sizeof members);
 	memset(&pq, 0, sizeof pq);
 	pf_ids_init(&all);
 	pf_ids_init(&slice);
-	if (q_param(q, "filter_by_cohort") || q_param(q, "behaviors"))
-		return q_fail(q, 400, "cohorts are not supported yet: 'filter_by_cohort' and 'behaviors' cannot be used");
+	if (q_param(q, "behaviors"))
+		return q_fail(q, 400, "'behaviors' is not supported: save the selection as a cohort and use filter_by_cohort");
 	if (q_int(q, "page", 0, 0, 1L << 31, &page) || q_int(q, "page_size", PF_PAGE_SIZE, 1, PF_PAGE_SIZE, &page_size))
 		return q->status;
 	if (page > 0 && !session)
@@ -681,6 +745,8 @@ int q_engage(struct qctx *q)
 	fp = pf_fnv(fp, q_param(q, "distinct_id"));
 	fp = pf_fnv(fp, q_param(q, "distinct_ids"));
 	fp = pf_fnv(fp, q_param(q, "where"));
+	fp = pf_fnv(fp, q_param(q, "filter_by_cohort"));
+	fp = pf_fnv(fp, q_param(q, "include_all_users"));
 	start = (size_t)page * (size_t)page_size;
 
 	if ((err = store_meta_open_ro(q->sp, &db)) != MP_OK) {
@@ -714,6 +780,19 @@ int q_engage(struct qctx *q)
 		}
 		memset(pe, 0, sizeof *pe);
 		pe->group_key = pq.group_key;
+		if (q_param(q, "filter_by_cohort")) {
+			if (pq.group_key) {
+				rc = q_fail(q, 400, "filter_by_cohort selects users: it cannot be used with data_group_id");
+				goto out;
+			}
+			if (q_bool(q, "include_all_users", 1, &pq.include_all_users) ||
+			    q_cohort_spec(q, q_param(q, "filter_by_cohort"), &cohort) ||
+			    q_cohort_members(q, cohort, q->now_ms, 1, &members)) {
+				rc = q->status;
+				goto out;
+			}
+			pq.cohort = &members;
+		}
 		if (pf_scan(q, db, &pq, pe, &all)) {
 			rc = q->status;
 			goto out;
@@ -754,6 +833,8 @@ out:
 	pf_ids_free(&slice);
 	expr_free(pq.where);
 	free(pq.want);
+	q_cohort_members_free(&members);
+	q_cohort_free(cohort);
 	free(pq.outp);
 	cJSON_Delete(jwant);
 	cJSON_Delete(joutp);

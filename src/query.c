@@ -174,7 +174,7 @@ static const struct {
 	{ "retention", QK_READ, q_retention },
 	{ "retention/addiction", QK_READ, q_retention_addiction },
 	{ "identity/graph", QK_READ, q_identity_graph },
-	{ "engage", QK_NOVIEW, q_engage },
+	{ "engage", QK_READ, q_engage },
 	{ "stream/query", QK_READ, q_stream_query },
 	{ "data-deletions", QK_READ_WRITE, q_deletion_create },
 	{ "data-deletions/", QK_NOVIEW, q_deletion_status },  /* + task id */

@@ -171,8 +171,9 @@ describe('engage', () => {
     await expectErr('engage', { output_properties: 'plan' }, 400, /'output_properties' must be a JSON array/);
     await expectErr('engage', { where: 'properties["plan" ==' }, 400, /invalid expression in 'where'/);
     await expectErr('engage', { where: 'properties["plan"] and true' }, 400, /cannot evaluate expression/);
-    await expectErr('engage', { filter_by_cohort: '{"id":1}' }, 400, /cohorts are not supported/);
-    await expectErr('engage', { behaviors: '[]' }, 400, /cohorts are not supported/);
+    await expectErr('engage', { filter_by_cohort: '{"id":1}' }, 404, /no cohort 1/);
+    await expectErr('engage', { filter_by_cohort: 'nope' }, 400, /filter_by_cohort/);
+    await expectErr('engage', { behaviors: '[]' }, 400, /'behaviors' is not supported/);
     await expectErr('engage', { page: 1 }, 400, /'session_id' is required/);
     await expectErr('engage', { page: -1 }, 400, /'page'/);
     await expectErr('engage', { page_size: 0 }, 400, /'page_size' must be an integer from 1 to 1000/);
