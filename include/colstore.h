@@ -92,6 +92,10 @@ void colstore_stop(struct colstore *cs);
  * change counter still matches; it is a cache, rebuilt whenever in doubt. */
 enum mp_err colstore_persist(struct colstore *cs, int64_t quiet_ms);
 
+/* Remove the projection file (after a privacy deletion, so no copy of the
+ * deleted events stays on disk); the next quiet period writes a new one. */
+void colstore_drop_file(struct colstore *cs);
+
 /* The string of id ID (1 <= ID < v->n_strings) and its length. */
 const char *cs_string(const struct cs_view *v, uint32_t id, size_t *len);
 

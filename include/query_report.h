@@ -24,6 +24,7 @@ struct qctx {
 	const struct query_request *rq;
 	const struct config_project *proj;
 	struct store_project *sp;
+	struct colstore *cs;       /* the project's projection */
 	struct cs_view *v;
 	const struct tz *tz;
 	int64_t now_ms;

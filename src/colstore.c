@@ -1131,7 +1131,7 @@ static int64_t cs_now_ms(void)
  */
 
 #define CS_FILE_NAME "projection.bin"
-#define CS_FILE_VERSION 3
+#define CS_FILE_VERSION 4
 
 enum { CS_F_MANIFEST, CS_F_T, CS_F_EV, CS_F_DID, CS_F_USER, CS_F_USTART, CS_F_NAME_SID, CS_F_NSTART,
        CS_F_NT, CS_F_NPOS, CS_F_UKEY, CS_F_NAME_OF, CS_F_ROFF, CS_F_ARENA, CS_F_STROFF, CS_F_STR, CS_F_IDX,
@@ -1142,6 +1142,7 @@ struct cs_fhdr {
 	uint64_t version;
 	uint64_t n, n_users, n_names, n_strings, n_ukey, n_shards, arena_len, str_len, idx_cap;
 	uint64_t has_canon, n_links;
+	uint64_t identity_original;    /* the identity rules the view was resolved with */
 	uint64_t off[CS_F_NSEC];
 	uint64_t total;
 };
@@ -1227,6 +1228,7 @@ static enum mp_err cs_persist_view(struct colstore *cs, struct cs_view *v)
 	h.arena_len = x;
 	h.str_len = stroff[v->n_strings];
 	h.has_canon = p->canon != NULL;
+	h.identity_original = (uint64_t)cs->original;
 	h.n_links = p->n_links;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0 || !(w.f = fdopen(fd, "wb"))) {
@@ -1418,7 +1420,8 @@ static int cs_load_file(struct colstore *cs)
 	    !CS_SEC_OK(CS_F_ROFF, (h->n + 1) * 8) || !CS_SEC_OK(CS_F_ARENA, h->arena_len) ||
 	    !CS_SEC_OK(CS_F_STROFF, (h->n_strings + 1) * 8) || !CS_SEC_OK(CS_F_STR, h->str_len) ||
 	    h->has_canon > 1 || !CS_SEC_OK(CS_F_CANON, h->has_canon * h->n_ukey * 4) ||
-	    h->n_links >= UINT32_MAX || !CS_SEC_OK(CS_F_LINKS, h->n_links * sizeof(struct id_link)))
+	    h->n_links >= UINT32_MAX || !CS_SEC_OK(CS_F_LINKS, h->n_links * sizeof(struct id_link)) ||
+	    h->identity_original != (uint64_t)cs->original)   /* the project switched identity rules */
 		goto bad;
 	man = (const void *)(base + h->off[CS_F_MANIFEST]);
 	if (!cs_manifest_current(cs, man, h->n_shards))
@@ -1622,6 +1625,19 @@ enum mp_err colstore_acquire(struct colstore *cs, struct cs_view **out)
 	}
 	pthread_mutex_unlock(&cs->mu);
 	return rc;
+}
+
+void colstore_drop_file(struct colstore *cs)
+{
+	char path[4096];
+
+	snprintf(path, sizeof path, "%s/" CS_FILE_NAME, store_project_dir(cs->sp));
+	pthread_mutex_lock(&cs->mu);
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_error("colstore: cannot remove %s: %s", path, strerror(errno));
+	if (cs->cur)
+		cs->cur->priv->persisted = 0;
+	pthread_mutex_unlock(&cs->mu);
 }
 
 void colstore_stop(struct colstore *cs)

@@ -920,7 +920,7 @@ static enum mp_err config_pair_line(struct config_parser *p, const char *line, s
 	if (!table[i].name) {
 		if (p->section == SECTION_PROJECT)
 			return KEY_FAIL(p, key, "unknown key in [project.%s] (known: id, token, "
-				       "api_secret, timezone, identity)", config_cur_project(p)->name);
+				       "api_secret, timezone, identity, group_keys)", config_cur_project(p)->name);
 		if (p->section == SECTION_ACCOUNT)
 			return KEY_FAIL(p, key, "unknown key in [service_account.%s] (known: username, "
 				       "secret, projects)", config_cur_account(p)->name);

@@ -159,9 +159,10 @@ int q_deletion_create(struct qctx *q)
 	b.deletion_type = ctype;
 	b.deletion_ids_json = json;
 	if (store_write(q->sp, &b) != MP_OK) {
-		status = q_fail(q, 503, "deletion failed, nothing was deleted: %s", b.err);
+		status = q_fail(q, 503, "deletion failed: %s (retry it: a repeated deletion completes it)", b.err);
 		goto out;
 	}
+	colstore_drop_file(q->cs);   /* its copy of the deleted events */
 	if (buf_printf(q->out, "{\"status\":\"ok\",\"results\":{\"task_id\":\"%s\"}}", task) != MP_OK)
 		status = q_oom(q);
 out:

@@ -338,6 +338,7 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 	q.rq = rq;
 	q.proj = rq->project;
 	q.sp = store_project_get(qe->st, rq->project);
+	q.cs = qe->cs[pi];
 	q.tz = qe->tz[pi];
 	q.col_orders = CS_COL_MAIN;
 	q.out = out;

@@ -935,22 +935,32 @@ out:
 	return rc;
 }
 
-/* Run SQL (with "%s" where a list of N placeholders goes, bound to
- * IDS[0..N)) on DB; *CHANGES += the rows it changed. */
-static enum mp_err store_exec_ids(sqlite3 *db, const char *sql, const int64_t *ids, size_t n, int64_t *changes)
+/* Prepare SQL (with "%s" where a list of N placeholders goes, up to
+ * twice), bound to IDS[0..N). */
+static enum mp_err store_prepare_ids(sqlite3 *db, const char *sql, const int64_t *ids, size_t n, sqlite3_stmt **st)
 {
 	char text[8192], list[4096];
-	sqlite3_stmt *st = NULL;
 	size_t i, len = 0;
-	int r;
 
 	for (i = 0; i < n && len + 8 < sizeof list; i++)
 		len += (size_t)snprintf(list + len, sizeof list - len, i ? ",?%zu" : "?%zu", i + 1);
 	snprintf(text, sizeof text, sql, list, list);
-	if (sqlite3_prepare_v2(db, text, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, text, -1, st, NULL) != SQLITE_OK)
 		return MP_E_STORE;
 	for (i = 0; i < n; i++)
-		sqlite3_bind_int64(st, (int)i + 1, ids[i]);
+		sqlite3_bind_int64(*st, (int)i + 1, ids[i]);
+	return MP_OK;
+}
+
+/* Run SQL as store_prepare_ids; *CHANGES += the rows it changed. */
+static enum mp_err store_exec_ids(sqlite3 *db, const char *sql, const int64_t *ids, size_t n, int64_t *changes)
+{
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	if ((rc = store_prepare_ids(db, sql, ids, n, &st)) != MP_OK)
+		return rc;
 	r = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE)
@@ -959,7 +969,86 @@ static enum mp_err store_exec_ids(sqlite3 *db, const char *sql, const int64_t *i
 	return MP_OK;
 }
 
+/* ---------- scrubbing deleted strings from a shard's dictionary ----------
+ * After a deletion the strings only the deleted events held (their
+ * distinct_ids, property values) must not stay readable in `dict`: each
+ * such row's text is overwritten with a unique placeholder. */
+
+struct store_bits {
+	unsigned char *b;
+	int64_t n;
+};
+
+static int64_t store_bits_mark(void *ctx, int64_t id)
+{
+	struct store_bits *s = ctx;
+
+	if (id > 0 && id < s->n)
+		s->b[id >> 3] |= (unsigned char)(1u << (id & 7));
+	return id;
+}
+
+static int store_bits_has(const struct store_bits *s, int64_t id)
+{
+	return id > 0 && id < s->n && (s->b[id >> 3] >> (id & 7) & 1);
+}
+
+/* Mark every dict id the rows of ST (columns e, d, p) use. */
+static enum mp_err store_mark_rows(sqlite3_stmt *st, struct store_bits *bits, struct buf *scratch)
+{
+	int r;
+
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		store_bits_mark(bits, sqlite3_column_int64(st, 0));
+		store_bits_mark(bits, sqlite3_column_int64(st, 1));
+		buf_reset(scratch);
+		/* a damaged record marks what it can; it is not ours to repair here */
+		(void)pc_remap(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), store_bits_mark, bits,
+			       scratch);
+	}
+	return r == SQLITE_DONE ? MP_OK : store_sqlite_err(r);
+}
+
 #define STORE_DELETE_CHUNK 200     /* ids per statement */
+
+/* Overwrite the dict rows in CAND that no remaining row or link uses, and
+ * reload the shard's dictionary map (invariant 3). */
+static enum mp_err store_scrub_dict(struct shard *sh, const struct store_bits *cand, struct buf *scratch)
+{
+	struct store_bits used = { NULL, cand->n };
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int64_t id;
+	int r;
+
+	if (!(used.b = calloc((size_t)used.n / 8 + 1, 1)))
+		return MP_E_NOMEM;
+	if ((rc = store_prepare(sh->db, "SELECT e, d, p FROM events WHERE e<>0 UNION ALL "
+				"SELECT e, d, p FROM stage WHERE e<>0 UNION ALL SELECT a, b, x'' FROM idlinks", &st)) == MP_OK)
+		rc = store_mark_rows(st, &used, scratch);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == MP_OK && sh->insert_id_key)
+		store_bits_mark(&used, sh->insert_id_key);
+	if (rc == MP_OK && (rc = store_prepare(sh->db, "UPDATE dict SET s=?1 WHERE id=?2", &st)) == MP_OK) {
+		for (id = 1; id < cand->n && rc == MP_OK; id++) {
+			char gone[40];
+
+			if (!store_bits_has(cand, id) || store_bits_has(&used, id))
+				continue;
+			snprintf(gone, sizeof gone, "\001deleted %lld", (long long)id);  /* unique: the id */
+			sqlite3_bind_text(st, 1, gone, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 2, id);
+			r = sqlite3_step(st);
+			sqlite3_reset(st);
+			if (r != SQLITE_DONE)
+				rc = store_sqlite_err(r);
+		}
+	}
+	sqlite3_finalize(st);
+	free(used.b);
+	return rc == MP_OK ? shard_load_dict(sh) : rc;
+}
 
 /* A privacy deletion (store.h): tombstone the events of B's ids in every
  * shard file, drop their identity links and profiles, record the task. */
@@ -980,9 +1069,17 @@ static enum mp_err store_apply_delete(struct store_project *sp, struct store_bat
 		int64_t a, z, events = 0, links = 0;
 		struct shard *sh;
 		size_t n = 0;
+		struct store_bits cand = { NULL, 0 };
 
 		if (!store_shard_file(de->d_name, key, &a, &z) || (rc = store_shard_get(sp, key, &sh)) != MP_OK)
 			continue;
+		/* freed pages are zeroed while the deleted rows go */
+		store_exec(sh->db, "PRAGMA secure_delete=ON");
+		cand.n = store_sql_int64(sh->db, "SELECT coalesce(max(id),0)+1 FROM dict");
+		if (cand.n < 1 || !(cand.b = calloc((size_t)cand.n / 8 + 1, 1))) {
+			rc = MP_E_NOMEM;
+			break;
+		}
 		for (i = 0; rc == MP_OK && i <= b->n_delete_ids; i++) {
 			if (i < b->n_delete_ids) {
 				const char *s = b->delete_ids[i];
@@ -996,6 +1093,17 @@ static enum mp_err store_apply_delete(struct store_project *sp, struct store_bat
 			}
 			if (!n)
 				continue;
+			/* the strings these rows use are candidates for scrubbing */
+			{
+				sqlite3_stmt *st2 = NULL;
+
+				if ((rc = store_prepare_ids(sh->db, "SELECT e, d, p FROM events WHERE d IN (%s) UNION ALL "
+							    "SELECT e, d, p FROM stage WHERE d IN (%s)", ids, n, &st2)) == MP_OK)
+					rc = store_mark_rows(st2, &cand, &sp->enc);
+				sqlite3_finalize(st2);
+				if (rc != MP_OK)
+					break;
+			}
 			if ((rc = store_exec_ids(sh->db, "UPDATE events SET e=0, d=0, r=0, p=x'' WHERE d IN (%s)",
 						 ids, n, &events)) == MP_OK &&
 			    (rc = store_exec_ids(sh->db, "UPDATE stage SET e=0, d=0, r=0, p=x'' WHERE d IN (%s)",
@@ -1005,6 +1113,10 @@ static enum mp_err store_apply_delete(struct store_project *sp, struct store_bat
 		}
 		if (rc == MP_OK && links)
 			rc = shard_load_links(sh);
+		if (rc == MP_OK && (events || links))
+			rc = store_scrub_dict(sh, &cand, &sp->enc);
+		store_exec(sh->db, "PRAGMA secure_delete=OFF");
+		free(cand.b);
 		sh->added -= events;
 		b->n_del_events += events;
 		b->n_del_links += links;
@@ -1012,6 +1124,7 @@ static enum mp_err store_apply_delete(struct store_project *sp, struct store_bat
 	closedir(d);
 	if (rc != MP_OK || (rc = store_meta_begin(sp)) != MP_OK)
 		return rc;
+	store_exec(sp->meta, "PRAGMA secure_delete=ON");
 	for (i = 0; i < b->n_delete_ids; i++) {
 		sqlite3_bind_text(sp->st_prof_del, 1, b->delete_ids[i], -1, SQLITE_STATIC);
 		r = sqlite3_step(sp->st_prof_del);
@@ -1020,6 +1133,7 @@ static enum mp_err store_apply_delete(struct store_project *sp, struct store_bat
 			return store_sqlite_err(r);
 		b->n_del_profiles += sqlite3_changes(sp->meta);
 	}
+	store_exec(sp->meta, "PRAGMA secure_delete=OFF");
 	if ((rc = store_prepare(sp->meta, "INSERT OR REPLACE INTO deletions(task_id, compliance_type, distinct_ids, "
 				"requested_ms, completed_ms, events, profiles, links) VALUES(?,?,?,?,?,?,?,?)", &st)) != MP_OK)
 		return rc;

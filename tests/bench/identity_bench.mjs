@@ -158,6 +158,39 @@ function cpuTicks(pid) {
   }
 }
 
+// CPU ticks of every process (to warn about a busy machine).
+function cpuSnapshot() {
+  const procs = new Map();
+  let pids = [];
+  try { pids = fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x)); } catch { /* not Linux */ }
+  for (const pid of pids) {
+    try {
+      const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      procs.set(Number(pid), { comm: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), ticks: Number(rest[11]) + Number(rest[12]) });
+    } catch { /* exited */ }
+  }
+  return { t: performance.now(), procs };
+}
+
+// % of one core used by processes other than MINE between A and B.
+function cpuOthers(a, b, mine) {
+  const secs = (b.t - a.t) / 1000;
+  const top = [];
+  let others = 0;
+  for (const [pid, pb] of b.procs) {
+    if (mine.includes(pid)) continue;
+    const d = pb.ticks - (a.procs.get(pid)?.ticks ?? pb.ticks);
+    if (d > 0) {
+      others += d;
+      top.push([pb.comm, d]);
+    }
+  }
+  const pct = (t) => Math.round(t / 100 / secs * 1000) / 10;  // 100 ticks per second
+  top.sort((x, y) => y[1] - x[1]);
+  return { seconds: secs, others_pct: pct(others), top_others: top.slice(0, 3).map(([c, v]) => `${c} ${pct(v)}%`) };
+}
+
 // Wait until PID has been (nearly) idle for half a second (the writer's
 // work after an import, a projection file being written), at most MAX ms,
 // so that a timed first query does not share the CPU with it.
@@ -487,7 +520,7 @@ function fmtMs(ms) {
   if (ms >= 10) return ms.toFixed(1);
   return ms.toFixed(2);
 }
-const fmtLoad = (x) => (!x ? '-' : x.ms < 10 ? 'under 10 ms' : `${fmtMs(x.ms)} ms`);   // the log has 10 ms steps
+const fmtLoad = (ms) => (ms === null || ms === undefined ? '-' : ms < 10 ? '<10' : fmtMs(ms));   // the log has 10 ms steps
 const fmtBytes = (b) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
 
 function table(rows, right) {
@@ -521,6 +554,7 @@ async function main() {
     cfg: path.join(tmp, 'config.ini'), log: path.join(tmp, 'mixpaneld.log'),
   };
   let server = null;
+  const serverPids = [];
   const died = () => (server && (server.proc.exitCode !== null || server.proc.signalCode !== null)
     ? fail(`mixpaneld died (${server.proc.exitCode ?? server.proc.signalCode}); the end of its log:\n${logTail(p.log)}`)
     : null);
@@ -546,13 +580,24 @@ async function main() {
       `${fmtInt(metaM.merge.users)} of the users merged, ${fmtInt(metaM.merge.anonymous_events)} events sent anonymously`);
 
     // 2. one server, two projects
-    fs.writeFileSync(p.cfg, ini({
+    // (ORDER: the order of the projects in the config, which is the order in
+    // which the server loads their projections at start)
+    const writeConfig = (order) => fs.writeFileSync(p.cfg, ini({
       server: { bind: '127.0.0.1', port: 8080, threads: 2, track_max_age_days: 0 },
       storage: { data_dir: p.data },
-      ...Object.fromEntries(Object.entries(PROJECTS).map(([name, x]) => [`project.${name}`,
-        { id: x.id, token: x.token, api_secret: x.secret, timezone: 'UTC' }])),
+      ...Object.fromEntries(order.map((name) => [`project.${name}`,
+        { id: PROJECTS[name].id, token: PROJECTS[name].token, api_secret: PROJECTS[name].secret, timezone: 'UTC' }])),
     }));
+    const restart = async () => {
+      const code = await stopServer(server);
+      server = null;
+      if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM:\n${logTail(p.log)}`);
+      server = await startServer(p.cfg, p.log);
+      serverPids.push(server.proc.pid);
+    };
+    writeConfig(['plain', 'merged']);
     server = await startServer(p.cfg, p.log);
+    serverPids.push(server.proc.pid);
     log(`mixpaneld on ${server.url} (pid ${server.proc.pid}); importing`);
     result.load = {};
     for (const proj of ['plain', 'merged']) {
@@ -574,6 +619,7 @@ async function main() {
     const uniques = qs[0];
 
     // 3. the projection build: the first query of each project
+    const cpu0 = cpuSnapshot();
     result.build = {};
     for (const proj of ['plain', 'merged']) {
       await waitIdle(server.proc.pid);
@@ -630,33 +676,79 @@ async function main() {
     const st = procStatus(server.proc.pid);
     result.memory = { peak_rss_bytes: st.VmHWM ?? null, rss_bytes: st.VmRSS ?? null };
 
-    // 7. a restart
-    log(`server peak RSS ${fmtBytes(st.VmHWM || 0)}; restarting it${pers.every(Boolean) ? '' : ' (a projection file was not rewritten within 30 s)'}`);
-    const code = await stopServer(server);
-    server = null;
-    if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM:\n${logTail(p.log)}`);
-    server = await startServer(p.cfg, p.log);
-    result.restart = { start_ms: server.startMs, first_query_ms: {} };
-    for (const proj of ['plain', 'merged']) {
-      const r = await ask(server.url, proj, uniques);
-      if (r.error) throw died() || fail(`${proj}: first query after the restart: ${r.error}`);
-      result.restart.first_query_ms[proj] = r.ms;
+    // 7. restarts: the first query of each project right after the start,
+    // plain first and merged first alternating (the server loads plain's
+    // projection first, then merged's, whichever is asked first)
+    const restarts = Math.max(2, Math.min(6, opt.runs - (opt.runs % 2)));
+    log(`server peak RSS ${fmtBytes(st.VmHWM || 0)}; restarting it ${restarts} times` +
+      `${pers.every(Boolean) ? '' : ' (a projection file was not rewritten within 30 s)'}`);
+    result.restart = { restarts, start_ms: [], runs: { plain: [], merged: [] }, load: { plain: [], merged: [] } };
+    for (let i = 0; i < restarts; i++) {
+      await restart();
+      result.restart.start_ms.push(server.startMs);
+      for (const proj of i % 2 ? ['merged', 'plain'] : ['plain', 'merged']) {
+        const r = await ask(server.url, proj, uniques);
+        if (r.error) throw died() || fail(`${proj}: first query after the restart: ${r.error}`);
+        result.restart.runs[proj].push(r.ms);
+      }
+      // the warm-up thread logs each project's load
+      for (let k = 0; k < 100 && Object.keys(readyLines(p.log, server.logStart)).length < 2; k++) await sleep(50);
+      const ld = readyLines(p.log, server.logStart);
+      for (const proj of ['plain', 'merged']) result.restart.load[proj].push(ld[proj]?.ms ?? null);
     }
-    // the warm-up thread logs each project's load
-    for (let i = 0; i < 100 && Object.keys(readyLines(p.log, server.logStart)).length < 2; i++) await sleep(50);
-    result.restart.load = readyLines(p.log, server.logStart);
-    log(`after the restart: first query plain ${fmtMs(result.restart.first_query_ms.plain)} ms, merged ` +
-      `${fmtMs(result.restart.first_query_ms.merged)} ms; projection loaded in plain ` +
-      `${fmtMs(result.restart.load.plain?.ms)} ms, merged ${fmtMs(result.restart.load.merged?.ms)} ms`);
-    result.checks.push(...await checkAll(server.url, qs, 'after the restart'));
-    // the same answers as before the restart (the pings change none of them)
-    for (const c of result.checks.filter((x) => x.phase === 'after the restart')) {
+    result.restart.first_query_ms = { plain: median(result.restart.runs.plain), merged: median(result.restart.runs.merged) };
+    log(`after ${restarts} restarts: first query plain ${fmtMs(result.restart.first_query_ms.plain)} ms, merged ` +
+      `${fmtMs(result.restart.first_query_ms.merged)} ms (medians)`);
+    result.checks.push(...await checkAll(server.url, qs, 'after a restart'));
+
+    // 8. full rebuilds from the shards at start: projection.bin removed (it
+    // is only a cache), the server builds both projections one after the
+    // other and logs each build's time; the config's order alternates
+    result.cold = { restarts, load: { plain: [], merged: [] }, users: { plain: [], merged: [] } };
+    for (let i = 0; i < restarts; i++) {
+      const order = i % 2 ? ['merged', 'plain'] : ['plain', 'merged'];
+      const code = await stopServer(server);
+      server = null;
+      if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM:\n${logTail(p.log)}`);
+      for (const proj of order) fs.rmSync(path.join(p.data, proj, 'projection.bin'), { force: true });
+      writeConfig(order);
+      server = await startServer(p.cfg, p.log);
+      serverPids.push(server.proc.pid);
+      let ld = {};
+      for (let k = 0; k < 1200 && Object.keys(ld).length < 2 && !died(); k++) {
+        await sleep(100);
+        ld = readyLines(p.log, server.logStart);
+      }
+      for (const proj of order) {
+        result.cold.load[proj].push(ld[proj]?.ms ?? null);
+        result.cold.users[proj].push(ld[proj]?.users ?? null);
+      }
+      // the next rebuild must not overlap this one's projection files being written
+      await Promise.all(order.map((proj) => waitPersisted(p.data, proj, 0, 15000)));
+      await waitIdle(server.proc.pid);
+    }
+    const okNums = (xs) => xs.filter((x) => x !== null);
+    result.cold.build_ms = { plain: median(okNums(result.cold.load.plain)), merged: median(okNums(result.cold.load.merged)) };
+    log(`rebuilds from the shards at start: plain ${fmtMs(result.cold.build_ms.plain)} ms, merged ${fmtMs(result.cold.build_ms.merged)} ms ` +
+      `(medians of ${restarts}; users ${result.cold.users.plain[0]} and ${result.cold.users.merged[0]})`);
+    {
+      // the users the server counted in each projection: merged clusters are users
+      const a = result.cold.users.plain, b = result.cold.users.merged;
+      const row = { id: 'projection-users', phase: 'rebuilds at start', plain: a, merged: b, diffs: diff(b, a) };
+      row.equal = row.diffs.length === 0 && a.every((x) => x !== null);
+      if (!row.equal) console.log(`\n  !!!!!!!! MISMATCH in the users of the projections: plain ${a.join(',')} vs merged ${b.join(',')} !!!!!!!!\n`);
+      result.checks.push(row);
+    }
+    result.cpu = cpuOthers(cpu0, cpuSnapshot(), [process.pid, ...serverPids]);
+    result.checks.push(...await checkAll(server.url, qs, 'after a rebuild at start'));
+    // the same answers as after the import (the pings change none of them)
+    for (const c of result.checks.filter((x) => x.phase !== 'after the import')) {
       const before = result.checks.find((x) => x.id === c.id && x.phase === 'after the import');
       const d = before && !c.errors && !before.errors ? diff(c.plain, before.plain) : [];
       if (d.length) {
         c.equal = false;
         c.diffs_to_before = d;
-        console.log(`\n  !!!!!!!! MISMATCH in ${c.id}: plain after the restart vs plain before !!!!!!!!`);
+        console.log(`\n  !!!!!!!! MISMATCH in ${c.id}: plain ${c.phase} vs plain after the import !!!!!!!!`);
         for (const x of d) console.log(`  !!  ${x}`);
       }
     }
@@ -736,16 +828,18 @@ function report(r) {
   r.rows = [];
   for (const q of r.questions) r.rows.push({ id: q.id, ...add(q.id, q.plain_ms, q.merged_ms, ans(q.id)) });
   r.rows.push({ id: 'projection build', ...add('projection build (first query after import)', r.build.plain.first_query_ms, r.build.merged.first_query_ms) });
+  r.rows.push({ id: 'cold rebuild', ...add(`rebuild from the shards at start (median of ${r.cold.restarts})`, r.cold.build_ms.plain, r.cold.build_ms.merged) });
   r.rows.push({ id: 'rebuild', ...add(`rebuild after a 1-event import (median of ${r.settings.runs})`, r.rebuild.plain_ms, r.rebuild.merged_ms) });
-  r.rows.push({ id: 'restart first query', ...add('first query after restart', r.restart.first_query_ms.plain, r.restart.first_query_ms.merged) });
+  r.rows.push({ id: 'restart first query', ...add(`first query after restart (median of ${r.restart.restarts})`, r.restart.first_query_ms.plain, r.restart.first_query_ms.merged) });
   console.log(table(rows, [1, 2, 3]));
   console.log('');
   const ld = r.restart.load;
-  console.log(`after the restart the server was up in ${fmtMs(r.restart.start_ms)} ms and logged the projections loaded ` +
-    `(from projection.bin) in plain ${fmtLoad(ld.plain)}, merged ${fmtLoad(ld.merged)}`);
+  console.log(`after each restart the server was up in ${r.restart.start_ms.map((x) => fmtMs(x)).join(', ')} ms and logged ` +
+    `the projections loaded (from projection.bin) in plain ${ld.plain.map(fmtLoad).join(', ')} ms, ` +
+    `merged ${ld.merged.map(fmtLoad).join(', ')} ms`);
   const extra = r.checks.filter((c) => !r.questions.some((q) => q.id === c.id));
   const extraIds = [...new Set(extra.map((c) => c.id))];
-  console.log(`also checked (once, after the import and after the restart): ` +
+  console.log(`also checked (after the import, after a restart, after a rebuild at start): ` +
     extraIds.map((id) => `${id} ${extra.filter((c) => c.id === id).every((c) => c.equal) ? 'equal' : 'MISMATCH'}`).join(', '));
   if (r.graph) {
     console.log(r.graph.ok ? `identity/graph: ${r.graph.device} -> ${r.graph.user} (cluster of ${r.graph.distinct_ids?.length} ids)`
@@ -771,6 +865,10 @@ function report(r) {
     for (const q of r.questions) crow.push([q.id, fmtMs(q.plain_ms), fmtMs(c[q.id])]);
     crow.push(['first query after import', fmtMs(r.build.plain.first_query_ms), fmtMs(c.first_query_after_import_ms)]);
     console.log(table(crow, [1, 2]));
+  }
+  if (r.cpu && r.cpu.others_pct > 15) {
+    console.log(`\nWARNING: other processes used ${r.cpu.others_pct.toFixed(0)}% of a core while the timings ran ` +
+      `(${r.cpu.top_others.join(', ')}): the times are noisy.`);
   }
   const bad = r.checks.filter((c) => !c.equal);
   if (bad.length || (r.graph && r.graph.ok === false)) {

@@ -12,6 +12,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { startServer, DEMO, exportEvents } from './lib/server.mjs';
 import { q, importEvents, firstDiff, fmtDiff } from './lib/query.mjs';
 import { request, healthz } from './lib/load.mjs';
@@ -191,6 +192,20 @@ describe('deleting a simplified-identity user', () => {
     // the other project is untouched
     const ex = await exportEvents(srv, { secret: ORIG.api_secret });
     assert.equal(ex.length, ORIG_EVENTS.length);
+  });
+
+  test('the deleted strings are gone from the shard files too (dict scrubbed, secure_delete)', async () => {
+    const dir = path.join(srv.dataDir, DEMO.name);
+    for (const f of fs.readdirSync(dir).filter((n) => /^events-.*\.db$/.test(n))) {
+      const file = path.join(dir, f);
+      const out = execFileSync('sqlite3', [file, "SELECT s FROM dict WHERE s IN ('alice', '$device:da', 'alice@example.com')"]).toString();
+      assert.equal(out.trim(), '', `${f}: dict still holds ${out.trim()}`);
+      // every string a remaining event uses is still there
+      const broken = execFileSync('sqlite3', [file, `SELECT count(*) FROM (SELECT e, d FROM events WHERE e<>0 UNION ALL SELECT e, d FROM stage WHERE e<>0) r
+        LEFT JOIN dict x ON x.id = r.e LEFT JOIN dict y ON y.id = r.d
+        WHERE x.s IS NULL OR y.s IS NULL OR substr(x.s,1,1) = char(1) OR substr(y.s,1,1) = char(1)`]).toString().trim();
+      assert.equal(broken, '0', `${f}: remaining events lost a string`);
+    }
   });
 
   test('after a restart (projection file from before the deletion): still gone', async () => {
