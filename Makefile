@@ -145,13 +145,20 @@ bench-deps: test-deps
 	    [ package-lock.json -nt node_modules/.installed ]; then \
 	  npm install --no-audit --no-fund --silent >/dev/null && touch node_modules/.installed && echo "bench-deps: npm packages installed"; fi
 
-# Both benchmarks, even when the first fails; fails if either did.
+# The three benchmarks, each even when an earlier one fails; fails if any did.
 bench: deps test-deps bench-deps all tools
-	@s=0; node tests/bench/bench.mjs || s=1; node tests/bench/query_bench.mjs || s=1; exit $$s
+	@s=0; node tests/bench/bench.mjs || s=1; node tests/bench/query_bench.mjs || s=1; \
+	  node tests/bench/identity_bench.mjs || s=1; exit $$s
 
 # BENCH_EVENTS, BENCH_USERS, BENCH_DAYS scale the data set (default 10M, 200k, 90).
 bench-query: deps test-deps bench-deps all tools
 	node tests/bench/query_bench.mjs
+
+# Identity resolution's cost: plain vs merged data (docs/PERFORMANCE.md, "Identity").
+# BENCH_ID_EVENTS, BENCH_ID_USERS, BENCH_ID_DAYS scale it (default 2M, 40k, 90).
+.PHONY: bench-identity
+bench-identity: deps all tools
+	node tests/bench/identity_bench.mjs
 
 run: deps all
 	@mkdir -p data

@@ -71,7 +71,8 @@ struct expr_value {
 
 /* Where an accessor reads from: properties["x"], user["x"], event["x"]
  * (e.g. event["$time"], event["name"]), group["x"]. */
-enum expr_scope { EXPR_SCOPE_PROPERTIES = 0, EXPR_SCOPE_USER, EXPR_SCOPE_EVENT, EXPR_SCOPE_GROUP };
+enum expr_scope { EXPR_SCOPE_PROPERTIES = 0, EXPR_SCOPE_USER, EXPR_SCOPE_EVENT, EXPR_SCOPE_GROUP,
+		  EXPR_SCOPE_METRIC /* a formula's letter A..Z (expr_compile_formula) */ };
 
 /* Supplies the value of SCOPE[NAME] for the record being evaluated: fill
  * *OUT (string and list memory is the caller's and must stay valid until
@@ -86,6 +87,12 @@ typedef int (*expr_lookup_fn)(void *ctx, enum expr_scope scope, const char *name
  * past the limits, or MP_E_NOMEM. */
 enum mp_err expr_compile(const char *src, size_t len, struct expr **out,
 			 char *err, size_t errlen, size_t *err_offset);
+
+/* The same language where the single capital letters A..Z are also
+ * variables, read through the lookup with EXPR_SCOPE_METRIC and the letter
+ * as the name: formulas over lettered metrics, "(A - B) / A * 100". */
+enum mp_err expr_compile_formula(const char *src, size_t len, struct expr **out,
+				 char *err, size_t errlen, size_t *err_offset);
 
 void expr_free(struct expr *e); /* NULL-safe */
 

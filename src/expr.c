@@ -135,6 +135,7 @@ struct expr_parser {
 	char *err;
 	size_t errlen;
 	size_t err_off;
+	int letters;               /* formulas: A..Z are metric variables */
 };
 
 static int expr_fail(struct expr_parser *p, enum mp_err rc, size_t off, const char *fmt, ...)
@@ -756,6 +757,16 @@ static int expr_parse_primary(struct expr_parser *p)
 			return expr_parse_accessor(p, EXPR_SCOPE_EVENT);
 		if (expr_tok_is(p, &t, "group"))
 			return expr_parse_accessor(p, EXPR_SCOPE_GROUP);
+		if (p->letters && t.len == 1 && p->src[t.pos] >= 'A' && p->src[t.pos] <= 'Z') {
+			size_t idx;
+
+			/* a metric variable of a formula: looked up like an accessor */
+			if (expr_add_ref(p, EXPR_SCOPE_METRIC, p->src + t.pos, 1, &idx) < 0 ||
+			    !(in = expr_emit(p, OP_LOOKUP, t.pos, 1)))
+				return -1;
+			in->n = idx;
+			return expr_next(p);
+		}
 		for (i = 0; i < sizeof(expr_funcs) / sizeof(expr_funcs[0]); i++)
 			if (expr_tok_is(p, &t, expr_funcs[i].name))
 				return expr_parse_call(p, i);
@@ -921,13 +932,29 @@ void expr_free(struct expr *e)
 	free(e);
 }
 
+static enum mp_err expr_compile_mode(const char *src, size_t len, int letters, struct expr **out, char *err,
+				     size_t errlen, size_t *err_offset);
+
 enum mp_err expr_compile(const char *src, size_t len, struct expr **out, char *err, size_t errlen,
 			 size_t *err_offset)
+{
+	return expr_compile_mode(src, len, 0, out, err, errlen, err_offset);
+}
+
+enum mp_err expr_compile_formula(const char *src, size_t len, struct expr **out, char *err, size_t errlen,
+				 size_t *err_offset)
+{
+	return expr_compile_mode(src, len, 1, out, err, errlen, err_offset);
+}
+
+static enum mp_err expr_compile_mode(const char *src, size_t len, int letters, struct expr **out, char *err,
+				     size_t errlen, size_t *err_offset)
 {
 	struct expr_parser p;
 	struct expr *e;
 
 	memset(&p, 0, sizeof(p));
+	p.letters = letters;
 	p.err = err;
 	p.errlen = errlen;
 	*out = NULL;

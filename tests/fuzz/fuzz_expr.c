@@ -132,6 +132,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc != rc2)
 		abort();
 	expr_free(e2);
+	{
+		/* formulas accept a superset (A..Z are variables) */
+		struct expr *ef = NULL;
+		char errf[256];
+		size_t offf = 0;
+		enum mp_err rcf = expr_compile_formula((const char *)data, size, &ef, errf, sizeof(errf), &offf);
+
+		if ((rc == MP_OK && rcf != MP_OK) || (rcf == MP_OK) != (ef != NULL) || offf > size)
+			abort();
+		if (ef && expr_eval(ef, fz_lookup, NULL, &v2) == MP_E_INVALID && expr_error(ef)[0] == '\0')
+			abort();
+		expr_free(ef);
+	}
 	if (rc != MP_OK) {
 		if (rc != MP_E_PARSE && rc != MP_E_TOOBIG)
 			abort();
