@@ -21,6 +21,7 @@
 #include "tz.h"
 
 struct qctx {
+	struct query_engine *qe;
 	const struct query_request *rq;
 	const struct config_project *proj;
 	struct store_project *sp;
@@ -83,6 +84,18 @@ int q_group_key(struct qctx *q, const char **key);
 
 /* `where` filter without the fast path (see struct qx). */
 int q_where(struct qctx *q, struct expr *e, struct cs_eval *ce);
+
+/* Run report ENDPOINT (a GET report of the dispatch table) as a request
+ * nested in Q: same project, request text and clock (now_ms), but its
+ * parameters come from PARAM(CTX, name) and its answer is appended to OUT.
+ * It gets its own context and takes its own view of the events, so Q must
+ * not hold one (a QK_NOVIEW or QK_WRITE entry), and a data_group_id among
+ * its parameters applies.  Returns the HTTP status; on failure ERR holds the
+ * nested report's own message and OUT may hold a partial answer.  An
+ * ENDPOINT the table does not have (or a POST-only one) is 400 "unknown
+ * report type". */
+int q_run_nested(struct qctx *q, const char *endpoint, const char *(*param)(void *ctx, const char *name),
+		 void *ctx, struct buf *out, char *err, size_t errlen);
 
 /* ---------- time buckets ---------- */
 
@@ -181,6 +194,28 @@ int q_engage(struct qctx *q);                 /* engage (profiles; no view) */
 int q_stream_query(struct qctx *q);           /* stream/query */
 int q_deletion_create(struct qctx *q);        /* data-deletions (POST) */
 int q_deletion_status(struct qctx *q);        /* data-deletions/TASK */
+int q_kpi(struct qctx *q);                    /* kpi (ours) */
+int q_insights(struct qctx *q);               /* insights?bookmark_id= */
+int q_bookmarks_create(struct qctx *q);       /* bookmarks/... (ours, q_reports.c) */
+int q_bookmarks_list(struct qctx *q);
+int q_bookmarks_get(struct qctx *q);
+int q_bookmarks_update(struct qctx *q);
+int q_bookmarks_delete(struct qctx *q);
+int q_bookmarks_run(struct qctx *q);
+int q_dashboards_create(struct qctx *q);      /* dashboards/... (ours, q_reports.c) */
+int q_dashboards_list(struct qctx *q);
+int q_dashboards_get(struct qctx *q);
+int q_dashboards_update(struct qctx *q);
+int q_dashboards_delete(struct qctx *q);
+int q_dashboards_run(struct qctx *q);
+
+/* The segmentation value of EVENT over [FROM, TO) taken as ONE bucket,
+ * with `type` (general, unique, average) and `where` read from Q's
+ * parameters as segmentation reads them: unique is the number of distinct
+ * users over the whole range (not a sum of per-day uniques).  Needs Q's
+ * view.  Returns 0, or nonzero after q_fail. */
+int q_segmentation_total(struct qctx *q, const char *event, int64_t from, int64_t to, double *out);
+
 int q_cohorts_create(struct qctx *q);         /* cohorts/create */
 int q_cohorts_update(struct qctx *q);         /* cohorts/update */
 int q_cohorts_delete(struct qctx *q);         /* cohorts/delete */

@@ -27,8 +27,9 @@
  * properties (Mixpanel shows the most recently ingested copy) and is counted
  * in n_dup; it is never stored twice, across batches and restarts.
  *
- * Saved funnels live in meta.db; they are written through short-lived
- * connections of the calling thread (store_funnel_*).
+ * Saved funnels, saved reports (bookmarks) and dashboards live in meta.db;
+ * they are written through short-lived connections of the calling thread
+ * (store_funnel_*, store_bookmark_*, store_dashboard_*).
  *
  * Reads: store_export_* read committed data through their own read-only
  * connections, concurrently with the writer.
@@ -229,5 +230,83 @@ enum mp_err store_funnel_get(struct store_project *sp, int64_t id, char **name, 
 
 /* Append the JSON array of saved funnels, [{"funnel_id":N,"name":".."}], to OUT. */
 enum mp_err store_funnel_list(struct store_project *sp, struct buf *out);
+
+/* ---------- saved reports (meta.db table bookmarks) ----------
+ * The store keeps what it is given: the caller validates names, the type
+ * and the params JSON.  Strings of a struct store_bookmark are owned by it
+ * (store_bookmark_clear frees them). */
+struct store_bookmark {
+	int64_t id;
+	char *name, *type, *description;
+	char *params;              /* JSON object text */
+	int64_t created_ms, updated_ms;
+};
+
+/* Save a bookmark; *ID = its bookmark_id.  MP_E_STORE / MP_E_NOMEM. */
+enum mp_err store_bookmark_create(struct store_project *sp, const char *name, const char *type,
+				  const char *description, const char *params, int64_t *id);
+
+/* Bookmark ID into *OUT (clear it after), or MP_E_NOTFOUND. */
+enum mp_err store_bookmark_get(struct store_project *sp, int64_t id, struct store_bookmark *out);
+
+/* Every bookmark, by id, as a malloc'ed array of *N (free with
+ * store_bookmark_list_free); params are left NULL. */
+enum mp_err store_bookmark_list(struct store_project *sp, struct store_bookmark **out, size_t *n);
+
+/* Replace the fields that are not NULL and set updated_ms; MP_E_NOTFOUND
+ * when there is no bookmark ID. */
+enum mp_err store_bookmark_update(struct store_project *sp, int64_t id, const char *name, const char *type,
+				  const char *description, const char *params);
+
+/* Delete bookmark ID and, in the same transaction, its cells in every
+ * dashboard's layout.  MP_E_NOTFOUND when there is none. */
+enum mp_err store_bookmark_delete(struct store_project *sp, int64_t id);
+
+void store_bookmark_clear(struct store_bookmark *b);            /* NULL-safe */
+void store_bookmark_list_free(struct store_bookmark *a, size_t n); /* NULL-safe */
+
+/* ---------- dashboards (meta.db tables dashboards, dashboard_items) ---------- */
+
+/* One cell of a dashboard's layout.  name and type are the bookmark's,
+ * filled (and owned) by store_dashboard_get; ignored on input. */
+struct store_dash_item {
+	int64_t bookmark_id;
+	int x, y, w, h;
+	char *name, *type;
+};
+
+struct store_dashboard {
+	int64_t id;
+	char *name, *description;
+	struct store_dash_item *items; /* layout order */
+	size_t n_items;
+	int64_t created_ms, updated_ms;
+};
+
+/* Save a dashboard with layout ITEMS (N, in order).  Every bookmark must
+ * exist when the transaction commits: else MP_E_NOTFOUND with *MISSING = the
+ * first bookmark_id that does not (0 on every other outcome). */
+enum mp_err store_dashboard_create(struct store_project *sp, const char *name, const char *description,
+				   const struct store_dash_item *items, size_t n, int64_t *id, int64_t *missing);
+
+/* Dashboard ID with its layout (each cell with its bookmark's name and
+ * type) into *OUT (clear it after), or MP_E_NOTFOUND. */
+enum mp_err store_dashboard_get(struct store_project *sp, int64_t id, struct store_dashboard *out);
+
+/* Every dashboard, by id, without layouts (free with store_dashboard_list_free). */
+enum mp_err store_dashboard_list(struct store_project *sp, struct store_dashboard **out, size_t *n);
+
+/* Replace name and/or description (when not NULL) and, when SET_LAYOUT,
+ * the whole layout with ITEMS.  MP_E_NOTFOUND: no dashboard ID (*MISSING 0)
+ * or a bookmark of ITEMS does not exist (*MISSING = its id); nothing is
+ * changed then. */
+enum mp_err store_dashboard_update(struct store_project *sp, int64_t id, const char *name, const char *description,
+				   int set_layout, const struct store_dash_item *items, size_t n, int64_t *missing);
+
+/* Delete dashboard ID (the bookmarks stay), or MP_E_NOTFOUND. */
+enum mp_err store_dashboard_delete(struct store_project *sp, int64_t id);
+
+void store_dashboard_clear(struct store_dashboard *d);            /* NULL-safe */
+void store_dashboard_list_free(struct store_dashboard *a, size_t n); /* NULL-safe */
 
 #endif

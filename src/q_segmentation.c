@@ -315,6 +315,45 @@ int q_segmentation(struct qctx *q)
 	return seg_run(q, event, on, 60, NULL, 0);
 }
 
+int q_segmentation_total(struct qctx *q, const char *event, int64_t from, int64_t to, double *out)
+{
+	int64_t start[2] = { from, to };
+	char key[1][24] = { "" };
+	struct qbuckets b = { 1, start, key };  /* one bucket: the whole range */
+	struct qsegs s;
+	struct seg_spec sp;
+	struct qx where, none;
+	enum seg_type type;
+	uint32_t eid;
+	int rc = 0;
+
+	memset(&s, 0, sizeof s);
+	memset(&where, 0, sizeof where);
+	memset(&none, 0, sizeof none);
+	*out = 0;
+	if (seg_type_param(q, 0, &type))
+		return q->status;
+	q->col_orders = type == SEG_GENERAL ? CS_COL_BYNAME : CS_COL_MAIN;
+	if (q_qx_param(q, "where", &where))
+		return q->status;
+	eid = seg_event_id(q, event);
+	sp.eids = &eid;
+	sp.n_eids = 1;
+	sp.from = from;
+	sp.to = to;
+	sp.b = &b;
+	sp.where = &where;
+	sp.on = &none;
+	sp.need_unique = type != SEG_GENERAL;
+	if (seg_scan(q, &sp, &s))
+		rc = q->status;
+	else if (s.n)   /* segment 0 is the event (no `on`) */
+		*out = seg_value(&s, 0, 0, type);
+	qsegs_free(&s);
+	q_qx_free(&where);
+	return rc;
+}
+
 int q_events_properties(struct qctx *q)
 {
 	const char *event = q_param(q, "event"), *name = q_param(q, "name"), *values = q_param(q, "values");

@@ -185,6 +185,22 @@ static const struct {
 	{ "cohorts/members", QK_READ, q_cohorts_members },
 	{ "cohorts/size", QK_READ, q_cohorts_size },
 	{ "cohorts/composition", QK_READ, q_cohorts_composition },
+	{ "kpi", QK_READ, q_kpi },
+	{ "insights", QK_NOVIEW, q_insights },
+	/* saved reports and dashboards: a run is a nested request per report
+	 * (q_run_nested), which takes its own view */
+	{ "bookmarks/create", QK_WRITE, q_bookmarks_create },
+	{ "bookmarks/list", QK_NOVIEW, q_bookmarks_list },
+	{ "bookmarks/get", QK_NOVIEW, q_bookmarks_get },
+	{ "bookmarks/update", QK_WRITE, q_bookmarks_update },
+	{ "bookmarks/delete", QK_WRITE, q_bookmarks_delete },
+	{ "bookmarks/run", QK_NOVIEW, q_bookmarks_run },
+	{ "dashboards/create", QK_WRITE, q_dashboards_create },
+	{ "dashboards/list", QK_NOVIEW, q_dashboards_list },
+	{ "dashboards/get", QK_NOVIEW, q_dashboards_get },
+	{ "dashboards/update", QK_WRITE, q_dashboards_update },
+	{ "dashboards/delete", QK_WRITE, q_dashboards_delete },
+	{ "dashboards/run", QK_NOVIEW, q_dashboards_run },
 };
 
 static int q_find(const char *endpoint)
@@ -325,27 +341,65 @@ static void q_error_body(struct qctx *q)
 		buf_reset(q->out);
 }
 
+/* A fresh context for RQ on engine QE, answering into OUT. */
+static void q_ctx_init(struct query_engine *qe, const struct query_request *rq, struct buf *out, struct qctx *q)
+{
+	size_t pi = (size_t)(rq->project - qe->cfg->projects);
+	struct timespec ts;
+
+	memset(q, 0, sizeof *q);
+	q->qe = qe;
+	q->rq = rq;
+	q->proj = rq->project;
+	q->sp = store_project_get(qe->st, rq->project);
+	q->cs = qe->cs[pi];
+	q->tz = qe->tz[pi];
+	q->col_orders = CS_COL_MAIN;
+	q->out = out;
+	q->sessions = qe->sessions;
+	q->upc = qe->upc[pi];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	q->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run table entry K in Q (method already checked): take the view (and the
+ * group view) the entry needs, run it, let go.  Returns the status; on
+ * failure Q's err holds the message. */
+static int q_exec(struct qctx *q, int k)
+{
+	size_t pi = (size_t)(q->proj - q->qe->cfg->projects);
+	struct cs_view *held = NULL;
+	enum mp_err rc;
+	int status;
+
+	if ((q_table[k].kind == QK_READ || q_table[k].kind == QK_READ_WRITE) &&
+	    (rc = colstore_acquire(q->qe->cs[pi], &q->v)) != MP_OK)
+		return q_fail(q, 503, "cannot read the event store: %s", mp_strerror(rc));
+	held = q->v;
+	if (held && (q_filter_cohort(q) != 0 || q_group_view(q) != 0)) {
+		colstore_derived_free(q->owned_view);
+		colstore_release(held);
+		return q->status;
+	}
+	if (!strcmp(q_table[k].name, "segmentation/sum"))
+		status = q_segmentation_sum(q, 0);
+	else if (!strcmp(q_table[k].name, "segmentation/average"))
+		status = q_segmentation_sum(q, 1);
+	else
+		status = q_table[k].run(q);
+	q_scopes_done(q);
+	colstore_derived_free(q->owned_view);
+	q->owned_view = NULL;
+	colstore_release(held);
+	return status;
+}
+
 int query_run(struct query_engine *qe, const struct query_request *rq, struct buf *out)
 {
 	struct qctx q;
-	struct timespec ts;
 	int k = q_find(rq->endpoint), status;
-	size_t pi = (size_t)(rq->project - qe->cfg->projects);
-	struct cs_view *held = NULL;
-	enum mp_err rc;
 
-	memset(&q, 0, sizeof q);
-	q.rq = rq;
-	q.proj = rq->project;
-	q.sp = store_project_get(qe->st, rq->project);
-	q.cs = qe->cs[pi];
-	q.tz = qe->tz[pi];
-	q.col_orders = CS_COL_MAIN;
-	q.out = out;
-	q.sessions = qe->sessions;
-	q.upc = qe->upc[pi];
-	clock_gettime(CLOCK_REALTIME, &ts);
-	q.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	q_ctx_init(qe, rq, out, &q);
 	if (k < 0) {
 		status = q_fail(&q, 404, "unknown endpoint '%s'", rq->endpoint);
 		goto done;
@@ -354,30 +408,36 @@ int query_run(struct query_engine *qe, const struct query_request *rq, struct bu
 		status = q_fail(&q, 405, "%s needs POST", rq->endpoint);
 		goto done;
 	}
-	if ((q_table[k].kind == QK_READ || q_table[k].kind == QK_READ_WRITE) &&
-	    (rc = colstore_acquire(qe->cs[pi], &q.v)) != MP_OK) {
-		status = q_fail(&q, 503, "cannot read the event store: %s", mp_strerror(rc));
-		goto done;
-	}
-	held = q.v;
-	if (held && (q_filter_cohort(&q) != 0 || q_group_view(&q) != 0)) {
-		colstore_derived_free(q.owned_view);
-		status = q.status;
-		colstore_release(held);
-		goto done;
-	}
-	if (!strcmp(q_table[k].name, "segmentation/sum"))
-		status = q_segmentation_sum(&q, 0);
-	else if (!strcmp(q_table[k].name, "segmentation/average"))
-		status = q_segmentation_sum(&q, 1);
-	else
-		status = q_table[k].run(&q);
-	q_scopes_done(&q);
-	colstore_derived_free(q.owned_view);
-	colstore_release(held);
+	status = q_exec(&q, k);
 done:
 	if (status != 200)
 		q_error_body(&q);
+	return status;
+}
+
+int q_run_nested(struct qctx *q, const char *endpoint, const char *(*param)(void *ctx, const char *name),
+		 void *ctx, struct buf *out, char *err, size_t errlen)
+{
+	struct query_request rq = *q->rq;
+	struct qctx sub;
+	int k = q_find(endpoint), status;
+
+	if (k < 0 || q_table[k].kind == QK_WRITE || q_table[k].kind == QK_READ_WRITE) {
+		/* flows / formula until their reports land */
+		snprintf(err, errlen, "unknown report type: this server has no '%s' report", endpoint);
+		return 400;
+	}
+	rq.endpoint = endpoint;
+	rq.method = "GET";
+	rq.param = param;
+	rq.param_ctx = ctx;
+	rq.body = NULL;
+	rq.body_len = 0;
+	q_ctx_init(q->qe, &rq, out, &sub);
+	sub.now_ms = q->now_ms;
+	status = q_exec(&sub, k);
+	if (status != 200)
+		snprintf(err, errlen, "%s", sub.err);
 	return status;
 }
 

@@ -18,7 +18,8 @@
  *   5. An event row is in exactly one of `events` and `stage`, under its
  *      final id; the staged map of an open shard holds exactly the stage
  *      table's (id -> seq) as the writer's transaction sees them.
- *      Saved definitions (the funnels table of meta.db) are the exception:
+ *      Saved definitions (the funnels, bookmarks, dashboards and
+ *      dashboard_items tables of meta.db) are the exception:
  *      they hold no cached state, so short-lived connections of the query
  *      threads write them and SQLite's locking orders them with the writer.
  *   6. Event rows are never deleted (only replaced in place by a duplicate):
@@ -2327,6 +2328,521 @@ enum mp_err store_funnel_list(struct store_project *sp, struct buf *out)
 			rc = buf_putc(out, ']');
 	}
 	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* ---------- saved reports and dashboards (meta.db) ---------- */
+
+static int64_t store_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Column I of the current row as a malloc'ed string ("" for NULL), or NULL
+ * on out of memory. */
+static char *store_col_dup(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+
+	return strdup(t ? t : "");
+}
+
+/* Step a bound statement that returns no rows. */
+static enum mp_err store_step_done(sqlite3_stmt *st)
+{
+	int r = sqlite3_step(st);
+
+	return r == SQLITE_DONE ? MP_OK : store_sqlite_err(r);
+}
+
+/* Bind TEXT (may be NULL: SQL NULL) as parameter I. */
+static void store_bind_opt(sqlite3_stmt *st, int i, const char *text)
+{
+	if (text)
+		sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+void store_bookmark_clear(struct store_bookmark *b)
+{
+	if (!b)
+		return;
+	free(b->name);
+	free(b->type);
+	free(b->description);
+	free(b->params);
+	memset(b, 0, sizeof *b);
+}
+
+void store_bookmark_list_free(struct store_bookmark *a, size_t n)
+{
+	size_t i;
+
+	for (i = 0; a && i < n; i++)
+		store_bookmark_clear(&a[i]);
+	free(a);
+}
+
+enum mp_err store_bookmark_create(struct store_project *sp, const char *name, const char *type,
+				  const char *description, const char *params, int64_t *id)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int64_t now = store_now_ms();
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "INSERT INTO bookmarks(name, type, description, params, created_ms, updated_ms) "
+			       "VALUES(?,?,?,?,?,?)", &st)) == MP_OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, description ? description : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, params, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, now);
+		sqlite3_bind_int64(st, 6, now);
+		if ((rc = store_step_done(st)) == MP_OK)
+			*id = sqlite3_last_insert_rowid(db);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* A bookmark row (id, name, type, description, created_ms, updated_ms
+ * [, params]) into *B. */
+static enum mp_err store_bookmark_row(sqlite3_stmt *st, int with_params, struct store_bookmark *b)
+{
+	memset(b, 0, sizeof *b);
+	b->id = sqlite3_column_int64(st, 0);
+	b->name = store_col_dup(st, 1);
+	b->type = store_col_dup(st, 2);
+	b->description = store_col_dup(st, 3);
+	b->created_ms = sqlite3_column_int64(st, 4);
+	b->updated_ms = sqlite3_column_int64(st, 5);
+	if (with_params)
+		b->params = store_col_dup(st, 6);
+	if (!b->name || !b->type || !b->description || (with_params && !b->params)) {
+		store_bookmark_clear(b);
+		return MP_E_NOMEM;
+	}
+	return MP_OK;
+}
+
+enum mp_err store_bookmark_get(struct store_project *sp, int64_t id, struct store_bookmark *out)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int r;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT id, name, type, description, created_ms, updated_ms, params "
+			       "FROM bookmarks WHERE id=?", &st)) == MP_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		r = sqlite3_step(st);
+		if (r == SQLITE_ROW)
+			rc = store_bookmark_row(st, 1, out);
+		else
+			rc = r == SQLITE_DONE ? MP_E_NOTFOUND : store_sqlite_err(r);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_bookmark_list(struct store_project *sp, struct store_bookmark **out, size_t *n)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct store_bookmark *a = NULL;
+	size_t cap = 0;
+	enum mp_err rc;
+	int r = SQLITE_DONE;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT id, name, type, description, created_ms, updated_ms "
+			       "FROM bookmarks ORDER BY id", &st)) == MP_OK) {
+		while (rc == MP_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+			if (*n == cap) {
+				struct store_bookmark *na = realloc(a, (cap = cap ? cap * 2 : 16) * sizeof *na);
+
+				if (!na) {
+					rc = MP_E_NOMEM;
+					break;
+				}
+				a = na;
+			}
+			if ((rc = store_bookmark_row(st, 0, &a[*n])) == MP_OK)
+				(*n)++;
+		}
+		if (rc == MP_OK && r != SQLITE_DONE)
+			rc = store_sqlite_err(r);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (rc != MP_OK) {
+		store_bookmark_list_free(a, *n);
+		*n = 0;
+		return rc;
+	}
+	*out = a;
+	return MP_OK;
+}
+
+enum mp_err store_bookmark_update(struct store_project *sp, int64_t id, const char *name, const char *type,
+				  const char *description, const char *params)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "UPDATE bookmarks SET name=COALESCE(?1,name), type=COALESCE(?2,type), "
+			       "description=COALESCE(?3,description), params=COALESCE(?4,params), updated_ms=?5 "
+			       "WHERE id=?6", &st)) == MP_OK) {
+		store_bind_opt(st, 1, name);
+		store_bind_opt(st, 2, type);
+		store_bind_opt(st, 3, description);
+		store_bind_opt(st, 4, params);
+		sqlite3_bind_int64(st, 5, store_now_ms());
+		sqlite3_bind_int64(st, 6, id);
+		if ((rc = store_step_done(st)) == MP_OK && sqlite3_changes(db) == 0)
+			rc = MP_E_NOTFOUND;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* Run the one-parameter (ID) statement SQL through DB; *CHANGES = rows changed. */
+static enum mp_err store_exec_id(sqlite3 *db, const char *sql, int64_t id, int *changes)
+{
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+
+	if ((rc = store_prepare(db, sql, &st)) == MP_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		if ((rc = store_step_done(st)) == MP_OK && changes)
+			*changes = sqlite3_changes(db);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+enum mp_err store_bookmark_delete(struct store_project *sp, int64_t id)
+{
+	sqlite3 *db = NULL;
+	enum mp_err rc;
+	int changes = 0;
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_exec(db, "BEGIN IMMEDIATE")) == MP_OK) {
+		if ((rc = store_exec_id(db, "DELETE FROM dashboard_items WHERE bookmark_id=?", id, NULL)) == MP_OK &&
+		    (rc = store_exec_id(db, "DELETE FROM bookmarks WHERE id=?", id, &changes)) == MP_OK && !changes)
+			rc = MP_E_NOTFOUND;
+		if (rc == MP_OK)
+			rc = store_exec(db, "COMMIT");
+		if (rc != MP_OK)
+			store_exec(db, "ROLLBACK");
+	}
+	sqlite3_close(db);
+	return rc;
+}
+
+void store_dashboard_clear(struct store_dashboard *d)
+{
+	size_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < d->n_items; i++) {
+		free(d->items[i].name);
+		free(d->items[i].type);
+	}
+	free(d->items);
+	free(d->name);
+	free(d->description);
+	memset(d, 0, sizeof *d);
+}
+
+void store_dashboard_list_free(struct store_dashboard *a, size_t n)
+{
+	size_t i;
+
+	for (i = 0; a && i < n; i++)
+		store_dashboard_clear(&a[i]);
+	free(a);
+}
+
+/* Replace dashboard ID's layout with ITEMS inside the caller's transaction:
+ * MP_E_NOTFOUND with *MISSING when a bookmark does not exist. */
+static enum mp_err store_dash_put_items(sqlite3 *db, int64_t id, const struct store_dash_item *items, size_t n,
+					int64_t *missing)
+{
+	sqlite3_stmt *chk = NULL, *ins = NULL;
+	enum mp_err rc;
+	size_t i;
+	int r;
+
+	if ((rc = store_exec_id(db, "DELETE FROM dashboard_items WHERE dashboard_id=?", id, NULL)) != MP_OK ||
+	    (rc = store_prepare(db, "SELECT 1 FROM bookmarks WHERE id=?", &chk)) != MP_OK ||
+	    (rc = store_prepare(db, "INSERT INTO dashboard_items(dashboard_id, pos, bookmark_id, x, y, w, h) "
+			       "VALUES(?,?,?,?,?,?,?)", &ins)) != MP_OK)
+		goto out;
+	for (i = 0; i < n && rc == MP_OK; i++) {
+		sqlite3_reset(chk);
+		sqlite3_bind_int64(chk, 1, items[i].bookmark_id);
+		if ((r = sqlite3_step(chk)) == SQLITE_DONE) {
+			*missing = items[i].bookmark_id;
+			rc = MP_E_NOTFOUND;
+			break;
+		}
+		if (r != SQLITE_ROW) {
+			rc = store_sqlite_err(r);
+			break;
+		}
+		sqlite3_reset(ins);
+		sqlite3_bind_int64(ins, 1, id);
+		sqlite3_bind_int64(ins, 2, (int64_t)i);
+		sqlite3_bind_int64(ins, 3, items[i].bookmark_id);
+		sqlite3_bind_int(ins, 4, items[i].x);
+		sqlite3_bind_int(ins, 5, items[i].y);
+		sqlite3_bind_int(ins, 6, items[i].w);
+		sqlite3_bind_int(ins, 7, items[i].h);
+		rc = store_step_done(ins);
+	}
+out:
+	sqlite3_finalize(chk);
+	sqlite3_finalize(ins);
+	return rc;
+}
+
+enum mp_err store_dashboard_create(struct store_project *sp, const char *name, const char *description,
+				   const struct store_dash_item *items, size_t n, int64_t *id, int64_t *missing)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+	int64_t now = store_now_ms();
+
+	*missing = 0;
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_exec(db, "BEGIN IMMEDIATE")) != MP_OK)
+		goto out;
+	if ((rc = store_prepare(db, "INSERT INTO dashboards(name, description, created_ms, updated_ms) VALUES(?,?,?,?)",
+				&st)) == MP_OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, description ? description : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now);
+		sqlite3_bind_int64(st, 4, now);
+		if ((rc = store_step_done(st)) == MP_OK) {
+			*id = sqlite3_last_insert_rowid(db);
+			rc = store_dash_put_items(db, *id, items, n, missing);
+		}
+	}
+	if (rc == MP_OK)
+		rc = store_exec(db, "COMMIT");
+	if (rc != MP_OK)
+		store_exec(db, "ROLLBACK");
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_dashboard_get(struct store_project *sp, int64_t id, struct store_dashboard *out)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	enum mp_err rc;
+	int r;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	/* one read transaction: the dashboard and its layout agree */
+	if ((rc = store_exec(db, "BEGIN")) != MP_OK)
+		goto out;
+	if ((rc = store_prepare(db, "SELECT name, description, created_ms, updated_ms FROM dashboards WHERE id=?",
+				&st)) != MP_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	if ((r = sqlite3_step(st)) != SQLITE_ROW) {
+		rc = r == SQLITE_DONE ? MP_E_NOTFOUND : store_sqlite_err(r);
+		goto out;
+	}
+	out->id = id;
+	out->name = store_col_dup(st, 0);
+	out->description = store_col_dup(st, 1);
+	out->created_ms = sqlite3_column_int64(st, 2);
+	out->updated_ms = sqlite3_column_int64(st, 3);
+	if (!out->name || !out->description) {
+		rc = MP_E_NOMEM;
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((rc = store_prepare(db, "SELECT i.bookmark_id, i.x, i.y, i.w, i.h, b.name, b.type FROM dashboard_items i "
+			       "JOIN bookmarks b ON b.id = i.bookmark_id WHERE i.dashboard_id=? ORDER BY i.pos",
+			       &st)) != MP_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_dash_item *it;
+
+		if (out->n_items == cap) {
+			struct store_dash_item *na = realloc(out->items, (cap = cap ? cap * 2 : 8) * sizeof *na);
+
+			if (!na) {
+				rc = MP_E_NOMEM;
+				goto out;
+			}
+			out->items = na;
+		}
+		it = &out->items[out->n_items];
+		it->bookmark_id = sqlite3_column_int64(st, 0);
+		it->x = sqlite3_column_int(st, 1);
+		it->y = sqlite3_column_int(st, 2);
+		it->w = sqlite3_column_int(st, 3);
+		it->h = sqlite3_column_int(st, 4);
+		it->name = store_col_dup(st, 5);
+		it->type = store_col_dup(st, 6);
+		out->n_items++;
+		if (!it->name || !it->type) {
+			rc = MP_E_NOMEM;
+			goto out;
+		}
+	}
+	if (r != SQLITE_DONE)
+		rc = store_sqlite_err(r);
+out:
+	sqlite3_finalize(st);
+	if (sqlite3_get_autocommit(db) == 0)
+		store_exec(db, "COMMIT");
+	sqlite3_close(db);
+	if (rc != MP_OK)
+		store_dashboard_clear(out);
+	return rc;
+}
+
+enum mp_err store_dashboard_list(struct store_project *sp, struct store_dashboard **out, size_t *n)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct store_dashboard *a = NULL;
+	size_t cap = 0;
+	enum mp_err rc;
+	int r = SQLITE_DONE;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = store_meta_conn(sp, 1, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_prepare(db, "SELECT id, name, description, created_ms, updated_ms FROM dashboards ORDER BY id",
+				&st)) == MP_OK) {
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			struct store_dashboard *d;
+
+			if (*n == cap) {
+				struct store_dashboard *na = realloc(a, (cap = cap ? cap * 2 : 16) * sizeof *na);
+
+				if (!na) {
+					rc = MP_E_NOMEM;
+					break;
+				}
+				a = na;
+			}
+			d = &a[(*n)++];
+			memset(d, 0, sizeof *d);
+			d->id = sqlite3_column_int64(st, 0);
+			d->name = store_col_dup(st, 1);
+			d->description = store_col_dup(st, 2);
+			d->created_ms = sqlite3_column_int64(st, 3);
+			d->updated_ms = sqlite3_column_int64(st, 4);
+			if (!d->name || !d->description) {
+				rc = MP_E_NOMEM;
+				break;
+			}
+		}
+		if (rc == MP_OK && r != SQLITE_DONE)
+			rc = store_sqlite_err(r);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (rc != MP_OK) {
+		store_dashboard_list_free(a, *n);
+		*n = 0;
+		return rc;
+	}
+	*out = a;
+	return MP_OK;
+}
+
+enum mp_err store_dashboard_update(struct store_project *sp, int64_t id, const char *name, const char *description,
+				   int set_layout, const struct store_dash_item *items, size_t n, int64_t *missing)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum mp_err rc;
+
+	*missing = 0;
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_exec(db, "BEGIN IMMEDIATE")) != MP_OK)
+		goto out;
+	if ((rc = store_prepare(db, "UPDATE dashboards SET name=COALESCE(?1,name), "
+			       "description=COALESCE(?2,description), updated_ms=?3 WHERE id=?4", &st)) == MP_OK) {
+		store_bind_opt(st, 1, name);
+		store_bind_opt(st, 2, description);
+		sqlite3_bind_int64(st, 3, store_now_ms());
+		sqlite3_bind_int64(st, 4, id);
+		if ((rc = store_step_done(st)) == MP_OK && sqlite3_changes(db) == 0)
+			rc = MP_E_NOTFOUND;
+		if (rc == MP_OK && set_layout)
+			rc = store_dash_put_items(db, id, items, n, missing);
+	}
+	if (rc == MP_OK)
+		rc = store_exec(db, "COMMIT");
+	if (rc != MP_OK)
+		store_exec(db, "ROLLBACK");
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+enum mp_err store_dashboard_delete(struct store_project *sp, int64_t id)
+{
+	sqlite3 *db = NULL;
+	enum mp_err rc;
+	int changes = 0;
+
+	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
+		return rc;
+	if ((rc = store_exec(db, "BEGIN IMMEDIATE")) == MP_OK) {
+		if ((rc = store_exec_id(db, "DELETE FROM dashboard_items WHERE dashboard_id=?", id, NULL)) == MP_OK &&
+		    (rc = store_exec_id(db, "DELETE FROM dashboards WHERE id=?", id, &changes)) == MP_OK && !changes)
+			rc = MP_E_NOTFOUND;
+		if (rc == MP_OK)
+			rc = store_exec(db, "COMMIT");
+		if (rc != MP_OK)
+			store_exec(db, "ROLLBACK");
+	}
 	sqlite3_close(db);
 	return rc;
 }
