@@ -187,6 +187,7 @@ int q_events_properties_values(struct qctx *q); /* events/properties/values */
 int q_funnels(struct qctx *q);                /* funnels */
 int q_funnels_list(struct qctx *q);           /* funnels/list */
 int q_funnels_create(struct qctx *q);         /* funnels/create */
+int q_flows(struct qctx *q);                  /* flows (ours) */
 int q_retention(struct qctx *q);              /* retention */
 int q_retention_addiction(struct qctx *q);    /* retention/addiction */
 int q_identity_graph(struct qctx *q);         /* identity/graph (ours) */

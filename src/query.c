@@ -171,6 +171,7 @@ static const struct {
 	{ "funnels", QK_READ, q_funnels },
 	{ "funnels/list", QK_NOVIEW, q_funnels_list },
 	{ "funnels/create", QK_WRITE, q_funnels_create },
+	{ "flows", QK_READ, q_flows },
 	{ "retention", QK_READ, q_retention },
 	{ "retention/addiction", QK_READ, q_retention_addiction },
 	{ "identity/graph", QK_READ, q_identity_graph },
