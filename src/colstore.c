@@ -839,7 +839,9 @@ static uint32_t cs_id_value(struct colstore *cs, const unsigned char *v, const u
 		return 0;
 	switch (*v) {
 	case PC_DICTSTR:
-		return pc_varint(v + 1, end, &x) && x < cs->strings->n ? (uint32_t)x : 0;
+		if (!pc_varint(v + 1, end, &x) || x >= cs->strings->n || !cs_str_at(cs->strings, (uint32_t)x)->len)
+			return 0;          /* "" names nobody */
+		return (uint32_t)x;
 	case PC_STR:
 		if (!(q = pc_varint(v + 1, end, &x)) || x == 0 || x > (uint64_t)(end - q))
 			return 0;

@@ -140,8 +140,10 @@ static uint32_t id_apply(struct id_uf *u, const struct id_link *l, const struct 
 		ta = s->text(s->ctx, l->a, &na);
 		if (!identity_anon_ok(ta, na))
 			return ID_FAIL_ANON_NON_GUID;
-		if (ra == rb)
+		if (ra == rb) {
+			u->flags[rb] |= ID_ROOT_IDENTIFIED;  /* as after a merge (and like an alias) */
 			return ID_FAIL_NONE;
+		}
 		if (u->flags[ra] & ID_ROOT_IDENTIFIED)
 			return ID_FAIL_ANON_ASSIGNED;
 		if (u->size[ra] + u->size[rb] > IDENTITY_MAX_CLUSTER)
