@@ -2087,7 +2087,8 @@ static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const s
 	rc = MP_E_NOMEM;
 	if (n >= UINT32_MAX)
 		goto fail;
-	qsort_r(pr, n, sizeof *pr, cs_gpair_cmp, (void *)v->t);
+	if (n)
+		qsort_r(pr, n, sizeof *pr, cs_gpair_cmp, (void *)v->t);
 	if (!(p->t = malloc((n ? n : 1) * sizeof *p->t)) || !(p->ev = malloc((n ? n : 1) * sizeof *p->ev)) ||
 	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) || !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
 	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) || !(p->ustart = calloc((size_t)m.n + 2, sizeof *p->ustart)) ||

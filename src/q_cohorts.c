@@ -108,9 +108,9 @@ static int ch_parse_list(struct qctx *q, struct q_cohort *c, struct ch_node *n, 
 		return q_oom(q);
 	cJSON_ArrayForEach(it, arr) {
 		snprintf(sub, sizeof sub, "%.120s[%zu]", path, n->n_kids);
-		if (ch_parse(q, c, it, sub, depth + 1, &n->kids[n->n_kids]))
+		/* counted first: a child that fails half-built is freed with N */
+		if (ch_parse(q, c, it, sub, depth + 1, &n->kids[n->n_kids++]))
 			return q->status;
-		n->n_kids++;
 	}
 	return 0;
 }
@@ -243,10 +243,8 @@ static int ch_parse(struct qctx *q, struct q_cohort *c, const cJSON *j, const ch
 		if (!(n->kids = calloc(1, sizeof *n->kids)))
 			return q_oom(q);
 		snprintf(sub, sizeof sub, "%.120s.not", path);
-		if (ch_parse(q, c, it, sub, depth + 1, &n->kids[0]))
-			return q->status;
 		n->n_kids = 1;
-		return 0;
+		return ch_parse(q, c, it, sub, depth + 1, &n->kids[0]);
 	}
 	if ((it = cJSON_GetObjectItemCaseSensitive(j, "profile"))) {
 		if (cJSON_GetArraySize(j) != 1)
@@ -410,6 +408,19 @@ static int ch_count(struct qctx *q, struct ch_node *n, int64_t as_of, struct cs_
 	return 0;
 }
 
+/* A profile condition reads the user's profile only: properties[...] and
+ * user[...] are its properties; event[...] and group[...] are undefined. */
+static int ch_profile_lookup(void *ctx, enum expr_scope scope, const char *name, size_t len,
+			     struct expr_value *out)
+{
+	struct cs_eval *ce = ctx;
+
+	out->type = EXPR_UNDEFINED;
+	if (scope != EXPR_SCOPE_PROPERTIES && scope != EXPR_SCOPE_USER)
+		return 0;
+	return q_scope_lookup(ce->ext_ctx, ce, EXPR_SCOPE_USER, name, len, out);
+}
+
 /* The tree's value for user U (UINT32_MAX: a user without events, whose
  * profile is q->profile_only); -1 after q_fail. */
 static int ch_value(struct qctx *q, const struct ch_node *n, uint32_t u, struct cs_eval *ce)
@@ -435,9 +446,9 @@ static int ch_value(struct qctx *q, const struct ch_node *n, uint32_t u, struct 
 		return n->op == CH_AT_LEAST ? c >= (uint32_t)n->count
 		     : n->op == CH_AT_MOST ? c <= (uint32_t)n->count : c == (uint32_t)n->count;
 	default:                   /* CH_PROFILE */
-		ce->i = u == UINT32_MAX ? 0 : q->v->ustart[u];
+		ce->i = u == UINT32_MAX ? SIZE_MAX : q->v->ustart[u];  /* no event is read for SIZE_MAX */
 		ce->j = SIZE_MAX;
-		if ((r = expr_eval_where(n->expr, cs_eval_lookup, ce)) < 0) {
+		if ((r = expr_eval_where(n->expr, ch_profile_lookup, ce)) < 0) {
 			if (!q->status)
 				q_fail(q, 400, "cohort: %s", expr_error(n->expr));
 			return -1;
@@ -524,7 +535,8 @@ int q_cohort_members(struct qctx *q, struct q_cohort *c, int64_t as_of, int with
 		userprops_each_user(up, ch_only_cb, &x);
 		if (x.failed)
 			return q->status ? q->status : q_fail(q, 400, "cohort: evaluation failed");
-		qsort(m->only, m->n_only, sizeof *m->only, ch_cmp_str);
+		if (m->n_only)
+			qsort(m->only, m->n_only, sizeof *m->only, ch_cmp_str);
 	}
 	return 0;
 }
@@ -662,6 +674,17 @@ static char *ch_store_text(const struct q_cohort *c)
 	return s;
 }
 
+/* Evaluate C once over the current data, so a definition that cannot be
+ * evaluated (a type error in a `where`) is refused when it is saved. */
+static int ch_check(struct qctx *q, struct q_cohort *c)
+{
+	struct q_cohort_members m;
+	int r = q_cohort_members(q, c, q->now_ms, 1, &m);
+
+	q_cohort_members_free(&m);
+	return r;
+}
+
 static int ch_save(struct qctx *q, struct q_cohort *c, int64_t *id)
 {
 	char *text = ch_store_text(c);
@@ -689,7 +712,7 @@ int q_cohorts_create(struct qctx *q)
 		return q_fail(q, 400, "the body is not valid JSON");
 	r = ch_from_body(q, b, 1, &c);
 	cJSON_Delete(b);
-	if (r || (r = ch_save(q, c, &id))) {
+	if (r || (r = ch_check(q, c)) || (r = ch_save(q, c, &id))) {
 		q_cohort_free(c);
 		return r;
 	}
@@ -728,7 +751,7 @@ int q_cohorts_update(struct qctx *q)
 		cJSON_DeleteItemFromObjectCaseSensitive(cur, it->string);
 		cJSON_AddItemToObject(cur, it->string, cJSON_Duplicate(it, 1));
 	}
-	if ((r = ch_from_body(q, cur, 1, &c)) || (r = ch_save(q, c, &id)))
+	if ((r = ch_from_body(q, cur, 1, &c)) || (r = ch_check(q, c)) || (r = ch_save(q, c, &id)))
 		goto out;
 	r = buf_printf(q->out, "{\"status\":\"ok\",\"id\":%lld}", (long long)id) == MP_OK ? 200 : q_oom(q);
 out:
@@ -777,22 +800,33 @@ static int ch_list_cb(void *ctx, int64_t id, const char *body, int64_t created_m
 	struct q_cohort *c = NULL;
 	struct q_cohort_members m;
 	cJSON *b = cJSON_Parse(body);
-	char when[24];
+	char when[24], count[24];
 	int r;
 
 	(void)updated_ms;
 	r = b ? ch_from_body(q, b, 0, &c) : q_fail(q, 503, "cohort %lld is damaged", (long long)id);
 	cJSON_Delete(b);
-	if (r || (r = q_cohort_members(q, c, q->now_ms, 1, &m))) {
-		q_cohort_free(c);
-		if (!r)
-			q_cohort_members_free(&m);
+	if (r) {
 		x->failed = 1;
 		return 1;
 	}
+	/* a cohort the current data cannot be evaluated for (a type error in a
+	 * `where`) is listed with "count": null */
+	if ((r = q_cohort_members(q, c, q->now_ms, 1, &m)) != 0) {
+		if (r == 503) {
+			q_cohort_members_free(&m);
+			q_cohort_free(c);
+			x->failed = 1;
+			return 1;
+		}
+		q->status = 0;
+		count[0] = '\0';
+	}
+	if (!r)
+		snprintf(count, sizeof count, "%zu", m.n_users + m.n_only);
 	ch_time(created_ms, when);
-	if (buf_printf(q->out, "%s{\"count\":%zu,\"is_visible\":%d,\"description\":", x->n++ ? "," : "",
-		       m.n_users + m.n_only, c->is_visible) != MP_OK ||
+	if (buf_printf(q->out, "%s{\"count\":%s,\"is_visible\":%d,\"description\":", x->n++ ? "," : "",
+		       r ? "null" : count, c->is_visible) != MP_OK ||
 	    buf_json_str(q->out, c->description, strlen(c->description)) != MP_OK ||
 	    buf_printf(q->out, ",\"created\":\"%s\",\"project_id\":%ld,\"id\":%lld,\"name\":", when, q->proj->id,
 		       (long long)id) != MP_OK ||

@@ -551,6 +551,8 @@ static int pf_scan(struct qctx *q, sqlite3 *db, const struct pf_query *pq, struc
 				rc = q_oom(q);
 		}
 		sqlite3_finalize(st);
+		if (!rc && pq->cohort && pq->include_all_users)
+			rc = pf_cohort_without_profiles(q, db, pq, pe, out);
 		return rc;
 	}
 	/* the primary key's order is the byte order of the id (BINARY collation) */

@@ -179,8 +179,8 @@ static const struct {
 	{ "stream/query", QK_READ, q_stream_query },
 	{ "data-deletions", QK_READ_WRITE, q_deletion_create },
 	{ "data-deletions/", QK_NOVIEW, q_deletion_status },  /* + task id */
-	{ "cohorts/create", QK_WRITE, q_cohorts_create },
-	{ "cohorts/update", QK_WRITE, q_cohorts_update },
+	{ "cohorts/create", QK_READ_WRITE, q_cohorts_create },
+	{ "cohorts/update", QK_READ_WRITE, q_cohorts_update },
 	{ "cohorts/delete", QK_WRITE, q_cohorts_delete },
 	{ "cohorts/list", QK_READ, q_cohorts_list },
 	{ "cohorts/members", QK_READ, q_cohorts_members },

@@ -29,17 +29,18 @@
 //      ("Bench Ping", no effect on the checked answers) is imported into a
 //      project, then the first query is timed (the changed shard is re-read
 //      and the whole projection rebuilt, identity included);
-//   7. restarts the server 6 times (fewer with --runs < 7) and times the
+//   7. restarts the server 2 x --runs times (at most 12) and times the
 //      first query of each project right after the start, plain first and
-//      merged first alternating (the projection is mapped from
-//      projection.bin, identity included; the load itself, from the
-//      server's "query projection ready" log line, is printed too);
-//   8. restarts it as often again with the projection files removed (they
-//      are a cache): the server rebuilds both projections from the shards,
-//      one after the other, the config's order alternating, and logs each
-//      build's time and user count (which must be equal: a cluster is one
-//      user); then checks the answers once more, also against the first
-//      ones;
+//      merged first alternating, the config in the same order (the
+//      projection is mapped from projection.bin, identity included; the
+//      load itself, from the server's "query projection ready" log line, is
+//      printed too);
+//   8. restarts it 6 times (fewer with --runs < 6) with the projection
+//      files removed (they are a cache): the server rebuilds both
+//      projections from the shards, one after the other, the config's order
+//      alternating, and logs each build's time and user count (which must
+//      be equal: a cluster is one user); then checks the answers once more,
+//      also against the first ones;
 //   9. prints a table (plain ms, merged ms, merged/plain, target <= 1.5x,
 //      PASS/MISS), the plain project's numbers next to the query bench's
 //      (build/bench/query.json, 10M events after `make bench`: context
@@ -686,16 +687,18 @@ async function main() {
     result.memory = { peak_rss_bytes: st.VmHWM ?? null, rss_bytes: st.VmRSS ?? null };
 
     // 7. restarts: the first query of each project right after the start,
-    // plain first and merged first alternating (the server loads plain's
-    // projection first, then merged's, whichever is asked first)
-    const restarts = Math.max(2, Math.min(6, opt.runs - (opt.runs % 2)));
+    // plain first and merged first alternating, and the config in the same
+    // order (the server loads the projections in the config's order)
+    const restarts = Math.min(12, 2 * opt.runs);
     log(`server peak RSS ${fmtBytes(st.VmHWM || 0)}; restarting it ${restarts} times` +
       `${pers.every(Boolean) ? '' : ' (a projection file was not rewritten within 30 s)'}`);
     result.restart = { restarts, start_ms: [], runs: { plain: [], merged: [] }, load: { plain: [], merged: [] } };
     for (let i = 0; i < restarts; i++) {
+      const order = i % 2 ? ['merged', 'plain'] : ['plain', 'merged'];
+      writeConfig(order);
       await restart();
       result.restart.start_ms.push(server.startMs);
-      for (const proj of i % 2 ? ['merged', 'plain'] : ['plain', 'merged']) {
+      for (const proj of order) {
         const r = await ask(server.url, proj, uniques);
         if (r.error) throw died() || fail(`${proj}: first query after the restart: ${r.error}`);
         result.restart.runs[proj].push(r.ms);
@@ -713,8 +716,9 @@ async function main() {
     // 8. full rebuilds from the shards at start: projection.bin removed (it
     // is only a cache), the server builds both projections one after the
     // other and logs each build's time; the config's order alternates
-    result.cold = { restarts, load: { plain: [], merged: [] }, users: { plain: [], merged: [] } };
-    for (let i = 0; i < restarts; i++) {
+    const rebuilds = Math.max(2, Math.min(6, opt.runs - (opt.runs % 2)));
+    result.cold = { restarts: rebuilds, load: { plain: [], merged: [] }, users: { plain: [], merged: [] } };
+    for (let i = 0; i < rebuilds; i++) {
       const order = i % 2 ? ['merged', 'plain'] : ['plain', 'merged'];
       const code = await stopServer(server);
       server = null;
@@ -737,7 +741,7 @@ async function main() {
     const okNums = (xs) => xs.filter((x) => x !== null);
     result.cold.build_ms = { plain: median(okNums(result.cold.load.plain)), merged: median(okNums(result.cold.load.merged)) };
     log(`rebuilds from the shards at start: plain ${fmtMs(result.cold.build_ms.plain)} ms, merged ${fmtMs(result.cold.build_ms.merged)} ms ` +
-      `(medians of ${restarts}; users ${result.cold.users.plain[0]} and ${result.cold.users.merged[0]})`);
+      `(medians of ${rebuilds}; users ${result.cold.users.plain[0]} and ${result.cold.users.merged[0]})`);
     {
       // the users the server counted in each projection: merged clusters are users
       const a = result.cold.users.plain, b = result.cold.users.merged;

@@ -1109,6 +1109,7 @@ static void *writer_main(void *arg)
 	int bi, i;
 
 	snprintf(did, sizeof did, "u%d", wa->thread);
+	memset(e, 0, sizeof e);
 	for (bi = 0; bi < N_BATCHES; bi++) {
 		struct store_batch b;
 
