@@ -196,6 +196,7 @@ int q_stream_query(struct qctx *q);           /* stream/query */
 int q_deletion_create(struct qctx *q);        /* data-deletions (POST) */
 int q_deletion_status(struct qctx *q);        /* data-deletions/TASK */
 int q_kpi(struct qctx *q);                    /* kpi (ours) */
+int q_formulas(struct qctx *q);               /* formulas (ours) */
 int q_insights(struct qctx *q);               /* insights?bookmark_id= */
 int q_bookmarks_create(struct qctx *q);       /* bookmarks/... (ours, q_reports.c) */
 int q_bookmarks_list(struct qctx *q);
@@ -216,6 +217,42 @@ int q_dashboards_run(struct qctx *q);
  * users over the whole range (not a sum of per-day uniques).  Needs Q's
  * view.  Returns 0, or nonzero after q_fail. */
 int q_segmentation_total(struct qctx *q, const char *event, int64_t from, int64_t to, double *out);
+
+/* ---------- lettered metrics of a formula (q_segmentation.c) ---------- */
+
+enum q_metric_type {
+	QM_TOTAL,                  /* events (segmentation's general) */
+	QM_UNIQUE,                 /* distinct users */
+	QM_SUM, QM_AVERAGE, QM_MIN, QM_MAX /* over the numbers of a property */
+};
+
+/* One metric counted as segmentation counts: per time bucket and per `on`
+ * segment, plus one more cell, the whole range as one bucket (a unique
+ * count there is the distinct users of the range, as q_segmentation_total). */
+struct q_metric {
+	/* set by the caller */
+	const char *event;         /* borrowed */
+	enum q_metric_type type;
+	const char *property;      /* QM_SUM..QM_MAX: the property (borrowed); events whose
+				      value is not a finite number are left out; else NULL */
+	/* results of q_metric_scan */
+	size_t cells;              /* cells per segment: the buckets, then the range */
+	struct qsegs segs;         /* per segment of `on` (none without `on`) */
+	struct qsegs all;          /* segment 0: every counted event, unsegmented */
+};
+
+/* One scan of Q's view for M: events named M->event in [FROM, TO) inside a
+ * bucket of B that pass WHERE, segmented by ON.  WHERE and ON (may be NULL)
+ * are taken over and freed here.  Sets q->col_orders.  Returns 0, or
+ * nonzero after q_fail; free M with q_metric_free either way. */
+int q_metric_scan(struct qctx *q, struct q_metric *m, const struct qbuckets *b, int64_t from, int64_t to,
+		  struct expr *where, struct expr *on);
+/* M's value in segment K of S (&m->segs or &m->all; SIZE_MAX: a segment
+ * M has no events in), cell J (a bucket, or m->cells - 1 for the range):
+ * total and unique count, sum is 0 without events; average, min and max of
+ * no values are NAN (undefined). */
+double q_metric_value(const struct q_metric *m, const struct qsegs *s, size_t k, size_t j);
+void q_metric_free(struct q_metric *m); /* NULL-safe contents; M itself is the caller's */
 
 int q_cohorts_create(struct qctx *q);         /* cohorts/create */
 int q_cohorts_update(struct qctx *q);         /* cohorts/update */

@@ -1,13 +1,18 @@
 /*
  * q_segmentation.c - event counts over time: segmentation (general, unique,
  * average; `on`, `where`, `limit`), segmentation/numeric, /sum, /average,
- * events and events/properties (docs/QUERIES.md).
+ * events and events/properties (docs/QUERIES.md), and the lettered metrics
+ * of the formulas report (q_metric_scan, query_report.h).
  *
  * One scan of the projection serves every variant: events of the wanted
  * names inside the range pass `where`, are keyed by segment (the `on` value,
  * or the event name) and counted per time bucket, in total and per user
  * (the projection holds a user's events together, so "was this user already
- * counted in this cell" is one comparison with the cell's last user).
+ * counted in this cell" is one comparison with the cell's last user).  A
+ * metric scan is the same scan with another cell layout (seg_metric_count):
+ * its numeric kinds read one property of each event, and every event also
+ * counts in a whole-range cell, so a unique metric over the range counts
+ * each user once.
  */
 #include "query_report.h"
 
@@ -27,12 +32,27 @@ struct seg_spec {
 	const struct qbuckets *b;
 	struct qx *where, *on;     /* on->e NULL: segment = event name */
 	int need_unique;           /* count users too (unique, average) */
+	/* metric scans (q_metric_scan); all zero for segmentation */
+	size_t width;              /* doubles per segment; 0: 2 * buckets (seg_count) */
+	int (*count)(void *ctx, size_t seg); /* NULL: seg_count */
+	struct qsegs *all;         /* also count every kept event in its segment 0; without
+				      `on` only there */
+	const char *num_name;      /* keep only events whose property NUM_NAME is a number */
+	size_t num_len;
+	const struct cs_column *num_col; /* its column, or NULL: read the record */
+	int num_absent;            /* no event has the property: keep none */
+	enum q_metric_type type;   /* given to the hits (seg_metric_count) */
+	size_t cells;
 };
 
 struct seg_hit {
 	struct qsegs *segs;
 	size_t bucket;
 	uint32_t user;             /* CS_NO_USER: not counted as a user */
+	/* metric scans */
+	enum q_metric_type type;
+	size_t cells;              /* cells per kind: buckets + the whole range */
+	double x;                  /* the event's number (sum, average, min, max) */
 };
 
 static int seg_count(void *ctx, size_t k)
@@ -49,10 +69,48 @@ static int seg_count(void *ctx, size_t k)
 	return 0;
 }
 
+/* The number of a metric's property for event ce->i: 1 with *X, 0 when it
+ * is not a (finite) number, -1 after q_fail.  The column answers most
+ * events; a list, an object or a long string (CS_V_OTHER), the built-ins
+ * time and distinct_id and a view without the column read the record. */
+static int seg_num(struct qctx *q, const struct seg_spec *sp, struct cs_eval *ce, double *x)
+{
+	const struct cs_column *c = sp->num_col;
+	struct expr_value v;
+	uint32_t code = CS_V_OTHER;
+
+	if (sp->num_absent)
+		return 0;
+	if (c && ce->j != SIZE_MAX && c->ncode) {
+		code = c->ncode[ce->j];
+		if (code == CS_V_NUMBER && c->nnum) {
+			*x = c->nnum[ce->j];
+			return isfinite(*x) ? 1 : 0;
+		}
+	} else if (c && c->code) {
+		code = c->code[ce->i];
+		if (code == CS_V_NUMBER && c->num) {
+			*x = c->num[ce->i];
+			return isfinite(*x) ? 1 : 0;
+		}
+	}
+	if (code != CS_V_OTHER && code != CS_V_NUMBER)
+		return 0;
+	if (cs_eval_lookup(ce, EXPR_SCOPE_PROPERTIES, sp->num_name, sp->num_len, &v) < 0) {
+		q_fail(q, 503, "cannot read the properties of an event");
+		return -1;
+	}
+	if (v.type != EXPR_NUMBER || !isfinite(v.u.n))
+		return 0;
+	*x = v.u.n;
+	return 1;
+}
+
 /* Count event I (in bucket H->bucket): where, then its segments. */
 static int seg_one(struct qctx *q, const struct seg_spec *sp, struct cs_eval *ce, struct seg_hit *h,
 		   size_t i, size_t j, size_t *by_name)
 {
+	int (*count)(void *ctx, size_t seg) = sp->count ? sp->count : seg_count;
 	int r;
 
 	ce->i = i;
@@ -61,8 +119,19 @@ static int seg_one(struct qctx *q, const struct seg_spec *sp, struct cs_eval *ce
 		return r;
 	/* users are counted only in the user-order scan */
 	h->user = sp->need_unique ? q->v->user[i] : CS_NO_USER;
+	if (sp->num_name && (r = seg_num(q, sp, ce, &h->x)) <= 0)
+		return r;
+	if (sp->all) {
+		struct qsegs *segs = h->segs;
+
+		h->segs = sp->all;
+		r = count(h, 0);
+		h->segs = segs;
+		if (r || !sp->on->e)
+			return r;
+	}
 	if (sp->on->e)
-		return q_qx_on(q, sp->on, ce, h->segs, seg_count, h);
+		return q_qx_on(q, sp->on, ce, h->segs, count, h);
 	if (*by_name == SIZE_MAX) {
 		size_t nm;
 		const char *name = cs_string(q->v, q->v->ev[i], &nm);
@@ -70,7 +139,7 @@ static int seg_one(struct qctx *q, const struct seg_spec *sp, struct cs_eval *ce
 		if ((*by_name = qsegs_get(h->segs, name, nm)) == SIZE_MAX)
 			return q_oom(q), -1;
 	}
-	return seg_count(h, *by_name);
+	return count(h, *by_name);
 }
 
 /* Scan: S gets width 2 * buckets (general counts, then unique counts).
@@ -81,10 +150,10 @@ static int seg_scan(struct qctx *q, const struct seg_spec *sp, struct qsegs *s)
 {
 	const struct cs_view *v = q->v;
 	struct cs_eval ce;
-	struct seg_hit h = { s, 0, CS_NO_USER };
+	struct seg_hit h = { s, 0, CS_NO_USER, sp->type, sp->cells, 0 };
 	size_t i, k, by_name;
 
-	qsegs_init(s, 2 * sp->b->n);
+	qsegs_init(s, sp->width ? sp->width : 2 * sp->b->n);
 	q_eval_init(q, &ce);
 	if (!sp->need_unique) {
 		for (k = 0; k < sp->n_eids; k++) {
@@ -268,6 +337,7 @@ static int seg_run(struct qctx *q, const char *event, struct expr *on, long def_
 	int rc, has_on = on != NULL;
 
 	memset(&s, 0, sizeof s);
+	memset(&sp, 0, sizeof sp);
 	memset(&where, 0, sizeof where);
 	memset(&onx, 0, sizeof onx);
 	onx.e = on;
@@ -328,6 +398,7 @@ int q_segmentation_total(struct qctx *q, const char *event, int64_t from, int64_
 	int rc = 0;
 
 	memset(&s, 0, sizeof s);
+	memset(&sp, 0, sizeof sp);
 	memset(&where, 0, sizeof where);
 	memset(&none, 0, sizeof none);
 	*out = 0;
@@ -352,6 +423,146 @@ int q_segmentation_total(struct qctx *q, const char *event, int64_t from, int64_
 	qsegs_free(&s);
 	q_qx_free(&where);
 	return rc;
+}
+
+/* ---------- the lettered metrics of a formula (q_formulas.c) ---------- */
+
+/* Cell kinds of a metric type: its value, then (average, min, max) the
+ * number of values, which tells "no value" from a value. */
+static size_t seg_metric_kinds(enum q_metric_type t)
+{
+	return t == QM_AVERAGE || t == QM_MIN || t == QM_MAX ? 2 : 1;
+}
+
+/* Count hit H in segment K: its bucket's cell and the whole-range cell
+ * (the last one).  Unique cells compare with their last user as seg_count
+ * does: the scan walks users in order, so this is exact for the range too. */
+static int seg_metric_count(void *ctx, size_t k)
+{
+	struct seg_hit *h = ctx;
+	double *val = h->segs->val + k * h->segs->width, *cnt = val + h->cells;
+	uint32_t *last = h->segs->last + k * h->segs->width;
+	size_t cell[2] = { h->bucket, h->cells - 1 }, c;
+
+	for (c = 0; c < 2; c++) {
+		size_t j = cell[c];
+
+		switch (h->type) {
+		case QM_TOTAL:
+			val[j] += 1;
+			break;
+		case QM_UNIQUE:
+			if (h->user != CS_NO_USER && last[j] != h->user + 1) {
+				last[j] = h->user + 1;
+				val[j] += 1;
+			}
+			break;
+		case QM_SUM:
+			val[j] += h->x;
+			break;
+		case QM_AVERAGE:
+			val[j] += h->x;
+			cnt[j] += 1;
+			break;
+		case QM_MIN:
+			if (cnt[j] == 0 || h->x < val[j])
+				val[j] = h->x;
+			cnt[j] += 1;
+			break;
+		case QM_MAX:
+			if (cnt[j] == 0 || h->x > val[j])
+				val[j] = h->x;
+			cnt[j] += 1;
+			break;
+		}
+	}
+	return 0;
+}
+
+int q_metric_scan(struct qctx *q, struct q_metric *m, const struct qbuckets *b, int64_t from, int64_t to,
+		  struct expr *where, struct expr *on)
+{
+	struct seg_spec sp;
+	struct qx wx, ox;
+	uint32_t eid;
+	int rc = 0;
+
+	memset(&sp, 0, sizeof sp);
+	memset(&wx, 0, sizeof wx);
+	memset(&ox, 0, sizeof ox);
+	m->cells = b->n + 1;
+	qsegs_init(&m->segs, 1);
+	qsegs_init(&m->all, seg_metric_kinds(m->type) * m->cells);
+	if (qsegs_get(&m->all, "", 0) == SIZE_MAX) {
+		expr_free(where);
+		expr_free(on);
+		return q_oom(q);
+	}
+	/* as segmentation: totals scan the by-name index, unique counts walk users */
+	q->col_orders = m->type == QM_UNIQUE ? CS_COL_MAIN : CS_COL_BYNAME;
+	q_qx_init(q, &wx, where);
+	q_qx_init(q, &ox, on);
+	if (m->property) {
+		size_t n = strlen(m->property);
+		uint32_t key;
+
+		sp.num_name = m->property;
+		sp.num_len = n;
+		/* the built-ins time and distinct_id are not stored properties */
+		if (!(n == 4 && !memcmp(m->property, "time", 4)) && !(n == 11 && !memcmp(m->property, "distinct_id", 11))) {
+			if (!(key = cs_string_id(q->v, m->property, n)))
+				sp.num_absent = 1;
+			else
+				sp.num_col = cs_column(q->v, key, q->col_orders);
+		}
+	}
+	eid = seg_event_id(q, m->event);
+	sp.eids = &eid;
+	sp.n_eids = 1;
+	sp.from = from;
+	sp.to = to;
+	sp.b = b;
+	sp.where = &wx;
+	sp.on = &ox;
+	sp.need_unique = m->type == QM_UNIQUE;
+	sp.width = m->all.width;
+	sp.count = seg_metric_count;
+	sp.all = &m->all;
+	sp.type = m->type;
+	sp.cells = m->cells;
+	if (seg_scan(q, &sp, &m->segs))
+		rc = q->status;
+	q_qx_free(&wx);
+	q_qx_free(&ox);
+	return rc;
+}
+
+double q_metric_value(const struct q_metric *m, const struct qsegs *s, size_t k, size_t j)
+{
+	const double *val, *cnt;
+
+	if (k == SIZE_MAX || k >= s->n)
+		return m->type == QM_TOTAL || m->type == QM_UNIQUE || m->type == QM_SUM ? 0 : NAN;
+	val = s->val + k * s->width;
+	cnt = val + m->cells;
+	switch (m->type) {
+	case QM_TOTAL:
+	case QM_UNIQUE:
+	case QM_SUM:
+		return val[j];
+	case QM_AVERAGE:
+		return cnt[j] > 0 ? val[j] / cnt[j] : NAN;
+	case QM_MIN:
+	case QM_MAX:
+		return cnt[j] > 0 ? val[j] : NAN;
+	}
+	return NAN;
+}
+
+void q_metric_free(struct q_metric *m)
+{
+	qsegs_free(&m->segs);
+	qsegs_free(&m->all);
 }
 
 int q_events_properties(struct qctx *q)
@@ -404,6 +615,7 @@ int q_events(struct qctx *q)
 	int rc;
 
 	memset(&s, 0, sizeof s);
+	memset(&sp, 0, sizeof sp);
 	memset(&none, 0, sizeof none);
 	if (!ev)
 		return q_fail(q, 400, "'event' is a required parameter (a JSON array of event names)");
@@ -658,7 +870,7 @@ int q_segmentation_numeric(struct qctx *q)
 	base = floor(lo / w) * w;
 	qsegs_init(&s, 2 * b.n);
 	for (k = 0; k < n_hits; k++) {
-		struct seg_hit h = { &s, 0, CS_NO_USER };
+		struct seg_hit h = { &s, 0, CS_NO_USER, QM_TOTAL, 0, 0 };
 		char a[48], z[48], key[100];
 		size_t seg;
 		double start = base + floor((hits[k].v - base) / w) * w;

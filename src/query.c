@@ -187,6 +187,7 @@ static const struct {
 	{ "cohorts/size", QK_READ, q_cohorts_size },
 	{ "cohorts/composition", QK_READ, q_cohorts_composition },
 	{ "kpi", QK_READ, q_kpi },
+	{ "formulas", QK_READ, q_formulas },
 	{ "insights", QK_NOVIEW, q_insights },
 	/* saved reports and dashboards: a run is a nested request per report
 	 * (q_run_nested), which takes its own view */
@@ -424,7 +425,7 @@ int q_run_nested(struct qctx *q, const char *endpoint, const char *(*param)(void
 	int k = q_find(endpoint), status;
 
 	if (k < 0 || q_table[k].kind == QK_WRITE || q_table[k].kind == QK_READ_WRITE) {
-		/* flows / formula until their reports land */
+		/* flows until its report lands */
 		snprintf(err, errlen, "unknown report type: this server has no '%s' report", endpoint);
 		return 400;
 	}

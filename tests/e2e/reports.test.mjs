@@ -201,10 +201,10 @@ describe('bookmarks', () => {
     await err(create('[1]'), 400, 'JSON not an object', /must be a JSON object/);
     await err(q(srv, 'bookmarks/create', { name: 'b', type: 'insights', params: '{"event":' }, { method: 'POST' }), 400, 'form params', /'params' is not valid JSON/);
     // kinds whose report this server does not have (yet)
-    // a flows bookmark is checked by the flows report itself
+    // flows and formula bookmarks are checked by their own reports
     await err(create({ name: 'b', type: 'flows', params: { last_days: 7, steps: 99 } }), 400, 'flows', /steps|event/);
     await ok(create({ name: 'b', type: 'flows', params: { ...INSIGHTS, steps: 2 } }), 'a flows bookmark');
-    await err(create({ name: 'b', type: 'formula', params: INSIGHTS }), 400, 'formula', /unknown report type/);
+    await err(create({ name: 'b', type: 'formula', params: INSIGHTS }), 400, 'formula', /'formula' is a required parameter/);
   });
 
   test('ids: 404 unknown, 400 malformed, 405 GET on POST endpoints', async () => {
