@@ -2195,27 +2195,7 @@ enum mp_err store_cohort_get(struct store_project *sp, int64_t id, char **body, 
 	return rc;
 }
 
-enum mp_err store_cohort_delete(struct store_project *sp, int64_t id)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	enum mp_err rc;
-	int r;
 
-	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
-		return rc;
-	if ((rc = store_prepare(db, "DELETE FROM cohorts WHERE id=?", &st)) == MP_OK) {
-		sqlite3_bind_int64(st, 1, id);
-		r = sqlite3_step(st);
-		if (r != SQLITE_DONE)
-			rc = store_sqlite_err(r);
-		else if (sqlite3_changes(db) == 0)
-			rc = MP_E_NOTFOUND;
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return rc;
-}
 
 enum mp_err store_cohort_list(struct store_project *sp,
 			      int (*cb)(void *ctx, int64_t id, const char *body, int64_t created_ms,
@@ -2541,7 +2521,11 @@ static enum mp_err store_exec_id(sqlite3 *db, const char *sql, int64_t id, int *
 	return rc;
 }
 
-enum mp_err store_bookmark_delete(struct store_project *sp, int64_t id)
+/* Delete row ID of a saved object (MAIN_SQL) and the dashboard cells that
+ * name it (ITEMS_SQL, may be NULL), in one transaction of a short-lived
+ * meta.db connection.  MP_E_NOTFOUND when there is no such row. */
+static enum mp_err store_meta_delete(struct store_project *sp, const char *items_sql, const char *main_sql,
+				     int64_t id)
 {
 	sqlite3 *db = NULL;
 	enum mp_err rc;
@@ -2550,8 +2534,8 @@ enum mp_err store_bookmark_delete(struct store_project *sp, int64_t id)
 	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
 		return rc;
 	if ((rc = store_exec(db, "BEGIN IMMEDIATE")) == MP_OK) {
-		if ((rc = store_exec_id(db, "DELETE FROM dashboard_items WHERE bookmark_id=?", id, NULL)) == MP_OK &&
-		    (rc = store_exec_id(db, "DELETE FROM bookmarks WHERE id=?", id, &changes)) == MP_OK && !changes)
+		if ((!items_sql || (rc = store_exec_id(db, items_sql, id, NULL)) == MP_OK) &&
+		    (rc = store_exec_id(db, main_sql, id, &changes)) == MP_OK && !changes)
 			rc = MP_E_NOTFOUND;
 		if (rc == MP_OK)
 			rc = store_exec(db, "COMMIT");
@@ -2560,6 +2544,12 @@ enum mp_err store_bookmark_delete(struct store_project *sp, int64_t id)
 	}
 	sqlite3_close(db);
 	return rc;
+}
+
+enum mp_err store_bookmark_delete(struct store_project *sp, int64_t id)
+{
+	return store_meta_delete(sp, "DELETE FROM dashboard_items WHERE bookmark_id=?",
+				 "DELETE FROM bookmarks WHERE id=?", id);
 }
 
 void store_dashboard_clear(struct store_dashboard *d)
@@ -2828,21 +2818,11 @@ out:
 
 enum mp_err store_dashboard_delete(struct store_project *sp, int64_t id)
 {
-	sqlite3 *db = NULL;
-	enum mp_err rc;
-	int changes = 0;
+	return store_meta_delete(sp, "DELETE FROM dashboard_items WHERE dashboard_id=?",
+				 "DELETE FROM dashboards WHERE id=?", id);
+}
 
-	if ((rc = store_meta_conn(sp, 0, &db)) != MP_OK)
-		return rc;
-	if ((rc = store_exec(db, "BEGIN IMMEDIATE")) == MP_OK) {
-		if ((rc = store_exec_id(db, "DELETE FROM dashboard_items WHERE dashboard_id=?", id, NULL)) == MP_OK &&
-		    (rc = store_exec_id(db, "DELETE FROM dashboards WHERE id=?", id, &changes)) == MP_OK && !changes)
-			rc = MP_E_NOTFOUND;
-		if (rc == MP_OK)
-			rc = store_exec(db, "COMMIT");
-		if (rc != MP_OK)
-			store_exec(db, "ROLLBACK");
-	}
-	sqlite3_close(db);
-	return rc;
+enum mp_err store_cohort_delete(struct store_project *sp, int64_t id)
+{
+	return store_meta_delete(sp, NULL, "DELETE FROM cohorts WHERE id=?", id);
 }
