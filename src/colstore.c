@@ -2057,6 +2057,39 @@ static int cs_gpair_cmp(const void *a, const void *b, void *arg)
 	return (x->i > y->i) - (x->i < y->i);
 }
 
+/* A derived view G of V, its own arrays built (N events, N_USERS users):
+ * share V's identity and name tables and publish the arrays. */
+static void cs_derived_finish(struct cs_view *g, const struct cs_view *v, size_t n, uint32_t n_users)
+{
+	struct cs_view_priv *p = g->priv;
+	const struct cs_view_priv *vp = v->priv;
+
+	p->ukey = vp->ukey;
+	p->n_ukey = vp->n_ukey;
+	p->canon = vp->canon;
+	p->links = vp->links;
+	p->n_links = vp->n_links;
+	p->name_sid = vp->name_sid;
+	p->name_of = vp->name_of;
+	g->n = n;
+	g->t = p->t;
+	g->ev = p->ev;
+	g->did = p->did;
+	g->user = p->user;
+	g->rec_base = v->rec_base;
+	g->rec_off = p->rec;
+	g->rec_limit = v->rec_limit;
+	g->n_users = n_users;
+	g->ustart = p->ustart;
+	g->n_names = v->n_names;
+	g->name_sid = v->name_sid;
+	g->nstart = p->nstart;
+	g->nt = p->nt;
+	g->npos = p->npos;
+	g->n_strings = v->n_strings;
+	g->strings = v->strings;
+}
+
 /* Build the group view of V for group key KEY (see colstore.h). */
 static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const struct cs_column *col,
 				  struct cs_view **out)
@@ -2149,30 +2182,7 @@ static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const s
 	free(pr);
 	p->gname_off = m.off;
 	free(m.slot);
-	p->ukey = vp->ukey;
-	p->n_ukey = vp->n_ukey;
-	p->canon = vp->canon;
-	p->links = vp->links;
-	p->n_links = vp->n_links;
-	p->name_sid = vp->name_sid;
-	p->name_of = vp->name_of;
-	g->n = n;
-	g->t = p->t;
-	g->ev = p->ev;
-	g->did = p->did;
-	g->user = p->user;
-	g->rec_base = v->rec_base;
-	g->rec_off = p->rec;
-	g->rec_limit = v->rec_limit;
-	g->n_users = m.n;
-	g->ustart = p->ustart;
-	g->n_names = v->n_names;
-	g->name_sid = v->name_sid;
-	g->nstart = p->nstart;
-	g->nt = p->nt;
-	g->npos = p->npos;
-	g->n_strings = v->n_strings;
-	g->strings = v->strings;
+	cs_derived_finish(g, v, n, m.n);
 	*out = g;
 	return MP_OK;
 fail:
@@ -2293,30 +2303,7 @@ static enum mp_err cs_filter_build(const struct cs_view *v, const uint8_t *keep,
 	}
 	p->nstart[v->n_names] = (uint32_t)j;
 	free(map);
-	p->ukey = vp->ukey;
-	p->n_ukey = vp->n_ukey;
-	p->canon = vp->canon;
-	p->links = vp->links;
-	p->n_links = vp->n_links;
-	p->name_sid = vp->name_sid;
-	p->name_of = vp->name_of;
-	g->n = n;
-	g->t = p->t;
-	g->ev = p->ev;
-	g->did = p->did;
-	g->user = p->user;
-	g->rec_base = v->rec_base;
-	g->rec_off = p->rec;
-	g->rec_limit = v->rec_limit;
-	g->n_users = v->n_users;
-	g->ustart = p->ustart;
-	g->n_names = v->n_names;
-	g->name_sid = v->name_sid;
-	g->nstart = p->nstart;
-	g->nt = p->nt;
-	g->npos = p->npos;
-	g->n_strings = v->n_strings;
-	g->strings = v->strings;
+	cs_derived_finish(g, v, n, v->n_users);
 	*out = g;
 	return MP_OK;
 }
