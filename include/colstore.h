@@ -174,7 +174,7 @@ const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t 
  *
  * The events of V's users U with KEEP[U] (V->n_users entries) set, same
  * order and user keys; every report runs unchanged on it.  KEY names the
- * filter (same key, same KEEP): the view is kept with V (up to 16 derived
+ * filter (same key, same KEEP): the view is kept with V (up to 4 filtered
  * views) and reused; when V's cache is full *OWNED is set and the caller
  * frees *OUT with colstore_derived_free() after use.  KEEP NULL: only look
  * the view up (MP_E_NOTFOUND when it is not kept).  A group view can be

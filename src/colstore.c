@@ -95,6 +95,7 @@ struct cs_seg {
 
 #define CS_MAX_COLUMNS 32
 #define CS_MAX_DERIVED 16         /* group and filtered views kept per view */
+#define CS_MAX_FILTERS 4          /* of which filtered views (each up to the size of the view) */
 
 struct cs_file_shard {
 	char key[32];
@@ -144,6 +145,7 @@ struct cs_view_priv {
 	 * ukey, canon, links, name_sid, name_of), and its groups' names */
 	const struct cs_view *parent;
 	struct buf gnames;         /* the group ids, each NUL-terminated */
+	uint8_t *keep;             /* a filtered view: the users it keeps (parent's n_users) */
 	uint64_t *gname_off;       /* group k's name at gnames.data + gname_off[k] */
 };
 
@@ -640,6 +642,7 @@ static void cs_view_free(struct cs_view *v)
 	free(p->manifest);
 	buf_free(&p->gnames);
 	free(p->gname_off);
+	free(p->keep);
 	if (p->parent) {
 		p->ukey = p->name_sid = p->name_of = p->canon = NULL;
 		p->links = NULL;
@@ -2255,6 +2258,11 @@ static enum mp_err cs_filter_build(const struct cs_view *v, const uint8_t *keep,
 	p->parent = v;
 	pthread_mutex_init(&p->colmu, NULL);
 	buf_init(&p->gnames, 1);
+	if (!(p->keep = malloc(v->n_users ? v->n_users : 1))) {
+		cs_view_free(g);
+		return MP_E_NOMEM;
+	}
+	memcpy(p->keep, keep, v->n_users);
 	for (u = 0; u < v->n_users; u++)
 		if (keep[u])
 			n += v->ustart[u + 1] - v->ustart[u];
@@ -2314,20 +2322,24 @@ enum mp_err colstore_filter_view(const struct cs_view *v, uint64_t key, const ui
 	struct cs_view_priv *p = v->priv;
 	struct cs_view *g = NULL;
 	enum mp_err rc = MP_OK;
-	size_t i;
+	size_t i, n_filters;
 
 	*owned = 0;
 	if (p->parent)
 		return MP_E_INVALID;
 	key |= (uint64_t)1 << 63;
 	pthread_mutex_lock(&p->colmu);
-	for (i = 0; i < p->n_derived; i++)
-		if (p->derived_key[i] == key)
+	for (i = n_filters = 0; i < p->n_derived; i++) {
+		/* the same key and (a hash is only a hash) the same users */
+		if (p->derived_key[i] == key && (!keep || !memcmp(p->derived[i]->priv->keep, keep, v->n_users)))
 			g = p->derived[i];
+		n_filters += p->derived_key[i] >> 63;
+	}
 	if (!g && !keep)
 		rc = MP_E_NOTFOUND;    /* a lookup only */
 	else if (!g && (rc = cs_filter_build(v, keep, &g)) == MP_OK) {
-		if (p->n_derived < CS_MAX_DERIVED) {
+		/* a filtered view can be as large as V: only a few are kept */
+		if (p->n_derived < CS_MAX_DERIVED && n_filters < CS_MAX_FILTERS) {
 			p->derived_key[p->n_derived] = key;
 			p->derived[p->n_derived++] = g;
 		} else {

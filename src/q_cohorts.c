@@ -573,11 +573,11 @@ int q_cohort_has_profile(const struct q_cohort_members *m, const struct cs_view 
 	return 0;
 }
 
-/* FNV-1a of S, for the filtered-view cache key. */
-static uint64_t ch_hash(const char *s, uint64_t h)
+/* FNV-1a of the N bytes at P (the member bitmap: the filtered-view key). */
+static uint64_t ch_hash_bytes(const uint8_t *p, size_t n, uint64_t h)
 {
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 0x100000001b3ULL;
+	while (n--)
+		h = (h ^ *p++) * 0x100000001b3ULL;
 	return h;
 }
 
@@ -590,25 +590,21 @@ int q_cohort_filter(struct qctx *q)
 	uint64_t key;
 	enum mp_err rc;
 	int owned, r;
-	char minute[32];
 
 	if (!spec)
 		return 0;
 	if ((r = q_cohort_spec(q, spec, &c)))
 		return r;
-	/* the members of one definition in one minute are one filtered view */
-	snprintf(minute, sizeof minute, "%lld", (long long)(q->now_ms / 60000));
-	key = ch_hash(minute, ch_hash(c->def_text, 0xcbf29ce484222325ULL)) >> 1;
-	rc = colstore_filter_view(q->v, key, NULL, &fv, &owned);
-	if (rc == MP_E_NOTFOUND) {
-		if ((r = q_cohort_members(q, c, q->now_ms, 0, &m))) {
-			q_cohort_members_free(&m);
-			q_cohort_free(c);
-			return r;
-		}
-		rc = colstore_filter_view(q->v, key, m.keep, &fv, &owned);
+	/* evaluated now; one set of members is one filtered view (kept with
+	 * the view, so the same members are not copied out again) */
+	if ((r = q_cohort_members(q, c, q->now_ms, 0, &m))) {
 		q_cohort_members_free(&m);
+		q_cohort_free(c);
+		return r;
 	}
+	key = ch_hash_bytes(m.keep, q->v->n_users, 0xcbf29ce484222325ULL);
+	rc = colstore_filter_view(q->v, key, m.keep, &fv, &owned);
+	q_cohort_members_free(&m);
 	q_cohort_free(c);
 	if (rc != MP_OK)
 		return q_fail(q, rc == MP_E_NOMEM ? 503 : 400, "filter_by_cohort: %s", mp_strerror(rc));
