@@ -33,6 +33,23 @@
 //   retention      retention born_event="Sign Up", unit=week,
 //                  interval_count=12, over the whole data set
 //   export-day     export from_date=to_date=D (lines counted)
+//   flows-forward5 flows mode=forward event="App Open" steps=5, D-29..D
+//                  (DuckDB: each user's path, then top-10 names per step
+//                  and $other in JS; plus the answer's own invariants)
+//   cohort-members cohorts/members of the inline definition COHORT (below:
+//                  >= 2 "Purchase" in the last 30 days and an "App Open" in
+//                  the last 7, relative to now), page_size=1000
+//   formula        formulas formula="A / B * 100", A = unique "Purchase",
+//                  B = unique "App Open", unit=day, D-29..D
+//   funnel-cohort  the funnel with filter_by_cohort={"definition": COHORT};
+//                  its target is a ratio to the funnel's median in the same
+//                  run (so --only funnel-cohort also asks funnel)
+// The new four are compared with DuckDB only (no SQLite SQL).  The cohort's
+// windows move with now: the server's now is inside [the request's start,
+// its end] (the same clock), so DuckDB computes the members as of the start
+// and, when the answers differ, as of the end; an answer equal to either is
+// right (a member's last event can leave a window during the request);
+// otherwise the question is asked once more before a MISMATCH is reported.
 // The SQL for DuckDB and SQLite follows docs/QUERIES.md (see each question's
 // comment); the engines load identical rows (tests/tools/datagen.c).
 //
@@ -81,6 +98,10 @@ const TARGET = {
   'top-events': 40,
   funnel: 500,
   retention: 200,
+  'flows-forward5': 1500,
+  'cohort-members': 1500,
+  formula: 1500,
+  funnel_cohort_ratio: 1.5,         // funnel-cohort median / funnel median, same run
   peak_rss_bytes: 1.5e9,            // 1.5 GB (decimal: 1.40 GiB)
   restart_ratio: 3,
 };
@@ -477,6 +498,22 @@ const q = (s) => `'${s.replace(/'/g, "''")}'`;
 
 const FUNNEL_STEPS = ['App Open', 'View Item', 'Add To Cart', 'Checkout', 'Purchase'];
 
+// The behavioural cohort of cohort-members and funnel-cohort: at least two
+// purchases in the last 30 days and an app open in the last 7 (relative to
+// now; the data ends yesterday, so both windows hold data).  Only at_least /
+// did conditions: as now moves on, events only leave the windows, so the
+// member set can only shrink (the as-of check below relies on it).
+const COHORT = {
+  and: [
+    { event: 'Purchase', at_least: 2, within_days: 30 },
+    { event: 'App Open', did: true, within_days: 7 },
+  ],
+};
+const FLOW_STEPS = 5;
+const FLOW_LIMIT = 10;            // flows' default `limit`: names per step before $other
+const FORMULA = 'A / B * 100';
+const FORMULA_METRICS = { A: { event: 'Purchase', type: 'unique' }, B: { event: 'App Open', type: 'unique' } };
+
 function questions(meta, tmp) {
   const D = meta.to_day;
   const endMs = dayMs(D) + DAY;                  // exclusive
@@ -499,6 +536,56 @@ function questions(meta, tmp) {
     return o;
   };
   const seg = (params) => ({ path: '/api/2.0/segmentation', params });
+
+  // The funnel question's SQL; MEMBERS (a SELECT of user ids) restricts it
+  // to those users (a report filtered by a cohort runs on the members'
+  // events only, and a funnel reads each user's own events).
+  const funnelSql = (members) => {
+    const W = 7 * DAY;
+    const ctes = [`s1 AS (SELECT distinct_id AS u, min(time_ms) AS t1 FROM events
+      WHERE name = ${q(FUNNEL_STEPS[0])} AND distinct_id <> '' AND time_ms >= ${from30Ms} AND time_ms < ${endMs}
+      ${members ? `AND distinct_id IN (${members})` : ''}
+      GROUP BY distinct_id)`];
+    for (let k = 2; k <= FUNNEL_STEPS.length; k++) {
+      const prev = Array.from({ length: k - 1 }, (_, i) => `s.t${i + 1}`).join(', ');
+      ctes.push(`s${k} AS (SELECT s.u, ${prev}, min(e.time_ms) AS t${k} FROM s${k - 1} s JOIN events e
+        ON e.distinct_id = s.u AND e.name = ${q(FUNNEL_STEPS[k - 1])}
+        AND e.time_ms >= s.t${k - 1} - 2000 AND e.time_ms < s.t1 + ${W}
+        GROUP BY s.u, ${prev})`);
+    }
+    const sel = [`SELECT 1 AS step, count(*) AS n, NULL AS a, NULL AS b FROM s1`];
+    for (let k = 2; k <= FUNNEL_STEPS.length; k++) {
+      sel.push(`SELECT ${k}, count(*), avg(t${k} - t${k - 1}) / 1000.0, avg(t${k} - t1) / 1000.0 FROM s${k}`);
+    }
+    return `WITH ${ctes.join(',\n')}\n${sel.join('\nUNION ALL ')}\nORDER BY step`;
+  };
+  const funnelRows = (rows) => rows.map(([, n, a, b]) => ({
+    count: Number(n), avg_time: a === null || a === '' ? null : Number(a),
+    avg_time_from_start: b === null || b === '' ? null : Number(b),
+  }));
+  const funnelParams = {
+    events: JSON.stringify(FUNNEL_STEPS.map((e) => ({ event: e }))), from_date: from30, to_date: D,
+    length: '7', length_unit: 'day', interval: '30',
+  };
+  const funnelAnswer = (j) => {
+    const b = j.data?.[from30];
+    if (!b || !Array.isArray(b.steps)) throw new Error(`no data["${from30}"].steps`);
+    return b.steps.map((s) => ({ count: s.count, avg_time: s.avg_time, avg_time_from_start: s.avg_time_from_start }));
+  };
+
+  // The members of COHORT as of AS_OF (ms), as docs/QUERIES.md "cohorts"
+  // defines them: each event condition counts the user's events of that
+  // name in [as_of - within_days x 24 h, as_of); no profiles in this data,
+  // and no merged identities (a user is a distinct_id).
+  const memberSql = (asOf) => {
+    const conds = COHORT.and.map((c) => {
+      const lo = asOf - c.within_days * DAY;
+      const n = c.at_least ?? 1;
+      return `SELECT distinct_id AS u FROM events WHERE name = ${q(c.event)} AND distinct_id <> ''
+        AND time_ms >= ${lo} AND time_ms < ${asOf} GROUP BY distinct_id HAVING count(*) >= ${n}`;
+    });
+    return conds.join('\n INTERSECT ');
+  };
 
   return [
     {
@@ -572,44 +659,14 @@ function questions(meta, tmp) {
       id: 'funnel',
       title: '5-step funnel, 7-day window (30 days)',
       detail: `funnels events=${FUNNEL_STEPS.join('>')} length=7 length_unit=day interval=30`,
-      ours: {
-        path: '/api/2.0/funnels',
-        params: {
-          events: JSON.stringify(FUNNEL_STEPS.map((e) => ({ event: e }))), from_date: from30, to_date: D,
-          length: '7', length_unit: 'day', interval: '30',
-        },
-      },
-      ourAnswer: (j) => {
-        const b = j.data?.[from30];
-        if (!b || !Array.isArray(b.steps)) throw new Error(`no data["${from30}"].steps`);
-        return b.steps.map((s) => ({ count: s.count, avg_time: s.avg_time, avg_time_from_start: s.avg_time_from_start }));
-      },
+      ours: { path: '/api/2.0/funnels', params: funnelParams },
+      ourAnswer: funnelAnswer,
       // Per user: T1 = first "App Open" in the range; step k = the first
       // event of step k's name with time >= T(k-1) - 2 s and < T1 + 7 days
       // (later than to_date allowed).  The step names are distinct, so "not
       // an event already used" never applies.
-      sql: () => {
-        const W = 7 * DAY;
-        const ctes = [`s1 AS (SELECT distinct_id AS u, min(time_ms) AS t1 FROM events
-          WHERE name = ${q(FUNNEL_STEPS[0])} AND distinct_id <> '' AND time_ms >= ${from30Ms} AND time_ms < ${endMs}
-          GROUP BY distinct_id)`];
-        for (let k = 2; k <= FUNNEL_STEPS.length; k++) {
-          const prev = Array.from({ length: k - 1 }, (_, i) => `s.t${i + 1}`).join(', ');
-          ctes.push(`s${k} AS (SELECT s.u, ${prev}, min(e.time_ms) AS t${k} FROM s${k - 1} s JOIN events e
-            ON e.distinct_id = s.u AND e.name = ${q(FUNNEL_STEPS[k - 1])}
-            AND e.time_ms >= s.t${k - 1} - 2000 AND e.time_ms < s.t1 + ${W}
-            GROUP BY s.u, ${prev})`);
-        }
-        const sel = [`SELECT 1 AS step, count(*) AS n, NULL AS a, NULL AS b FROM s1`];
-        for (let k = 2; k <= FUNNEL_STEPS.length; k++) {
-          sel.push(`SELECT ${k}, count(*), avg(t${k} - t${k - 1}) / 1000.0, avg(t${k} - t1) / 1000.0 FROM s${k}`);
-        }
-        return `WITH ${ctes.join(',\n')}\n${sel.join('\nUNION ALL ')}\nORDER BY step`;
-      },
-      sqlAnswer: (rows) => rows.map(([, n, a, b]) => ({
-        count: Number(n), avg_time: a === null || a === '' ? null : Number(a),
-        avg_time_from_start: b === null || b === '' ? null : Number(b),
-      })),
+      sql: () => funnelSql(null),
+      sqlAnswer: funnelRows,
       // average times: within 1 s (rounding of the answer)
       tolerance: 1,
     },
@@ -676,7 +733,193 @@ function questions(meta, tmp) {
       },
       sqlAnswer: (rows, x) => ({ lines: countLines(fs.readFileSync(exportFile(x))) }),
     },
+    {
+      id: 'flows-forward5',
+      title: 'flows forward 5 steps from an event (30 days)',
+      detail: `flows mode=forward event="App Open" steps=${FLOW_STEPS} (window 7 days, limit ${FLOW_LIMIT})`,
+      ours: {
+        path: '/api/2.0/flows',
+        params: { mode: 'forward', event: 'App Open', steps: String(FLOW_STEPS), from_date: from30, to_date: D },
+      },
+      ourAnswer: (j) => {
+        if (!Array.isArray(j.nodes) || !Array.isArray(j.links)) throw new Error('no nodes or links');
+        const nodes = {}, links = {};
+        for (const n of j.nodes) nodes[n.id] = { count: n.count, drop_off: n.drop_off, conversion: n.conversion };
+        for (const l of j.links) links[`${l.source} -> ${l.target}`] = l.value;
+        return { users: j.users, nodes, links };
+      },
+      engines: ['duckdb'],
+      // Each user's path: the first "App Open" in the range (the anchor),
+      // then the user's next FLOW_STEPS events with time > anchor and
+      // < anchor + 7 days, by time (the check below makes sure no user has
+      // two events in one ms there, where the server's storage order would
+      // decide).  The paths are counted here; nodes, $other and links are
+      // made from them in sqlAnswer.
+      sql: () => {
+        const cols = Array.from({ length: FLOW_STEPS }, (_, i) => `max(CASE WHEN k = ${i + 1} THEN name END) AS s${i + 1}`);
+        return `WITH a AS (SELECT distinct_id AS u, min(time_ms) AS t0 FROM events
+            WHERE name = 'App Open' AND distinct_id <> '' AND time_ms >= ${from30Ms} AND time_ms < ${endMs}
+            GROUP BY distinct_id),
+          nx AS (SELECT a.u, e.name, row_number() OVER (PARTITION BY a.u ORDER BY e.time_ms) AS k
+            FROM a JOIN events e ON e.distinct_id = a.u AND e.time_ms > a.t0 AND e.time_ms < a.t0 + ${7 * DAY}
+            QUALIFY k <= ${FLOW_STEPS}),
+          p AS (SELECT a.u, ${cols.join(', ')} FROM a LEFT JOIN nx ON nx.u = a.u GROUP BY a.u)
+          SELECT ${cols.map((_, i) => `s${i + 1}`).join(', ')}, count(*) FROM p GROUP BY ALL`;
+      },
+      sqlAnswer: (rows) => flowFromPaths('App Open', rows.map((r) => ({ path: r.slice(0, FLOW_STEPS), n: Number(r[FLOW_STEPS]) }))),
+      check: async (ours, duck) => {
+        const diffs = [], notes = [];
+        // the answer's own invariants
+        const ids = Object.keys(ours.nodes);
+        const step0 = ids.filter((id) => id.startsWith('0:'));
+        if (step0.length !== 1 || step0[0] !== '0:App Open') diffs.push(`step 0 nodes: ${step0.join(', ')}`);
+        else if (ours.nodes['0:App Open'].count !== ours.users) diffs.push(`users ${ours.users} vs step 0 count ${ours.nodes['0:App Open'].count}`);
+        const out = {}, inn = {};
+        for (const [k, v] of Object.entries(ours.links)) {
+          const [src, tgt] = k.split(' -> ');
+          out[src] = (out[src] || 0) + v;
+          inn[tgt] = (inn[tgt] || 0) + v;
+        }
+        for (const [id, n] of Object.entries(ours.nodes)) {
+          if ((out[id] || 0) !== n.count - n.drop_off) diffs.push(`links out of ${id} sum to ${out[id] || 0}, count - drop_off = ${n.count - n.drop_off}`);
+          if (!id.startsWith('0:') && (inn[id] || 0) !== n.count) diffs.push(`links into ${id} sum to ${inn[id] || 0}, count = ${n.count}`);
+        }
+        if (!duck) return { diffs, notes };
+        // step 0 = the users with the anchor event in the range
+        const r = await duck.query(`SELECT count(DISTINCT distinct_id) FROM events WHERE name = 'App Open'
+          AND distinct_id <> '' AND time_ms >= ${from30Ms} AND time_ms < ${endMs}`);
+        const n0 = Number(r.rows[0][0]);
+        if (ours.nodes['0:App Open']?.count !== n0) diffs.push(`step 0 count ${ours.nodes['0:App Open']?.count} vs DuckDB count(DISTINCT) ${n0}`);
+        // two events of a user in one ms within a walked window: the order
+        // there is the server's storage order, which SQL does not see
+        const t = await duck.query(`WITH a AS (SELECT distinct_id AS u, min(time_ms) AS t0 FROM events
+            WHERE name = 'App Open' AND distinct_id <> '' AND time_ms >= ${from30Ms} AND time_ms < ${endMs} GROUP BY distinct_id)
+          SELECT count(DISTINCT u) FROM (SELECT a.u, e.time_ms FROM a JOIN events e ON e.distinct_id = a.u
+            AND e.time_ms >= a.t0 AND e.time_ms < a.t0 + ${7 * DAY} GROUP BY a.u, e.time_ms HAVING count(*) > 1)`);
+        const ties = Number(t.rows[0][0]);
+        if (ties) {
+          notes.push(`${ties} users have two events in one ms inside their flow window: nodes and links not compared exactly`);
+          return { diffs, notes, exact: false };
+        }
+        return { diffs, notes };
+      },
+    },
+    {
+      id: 'cohort-members',
+      title: 'members of a behavioural cohort (inline)',
+      detail: `cohorts/members definition=${JSON.stringify(COHORT)} page_size=1000`,
+      ours: { path: '/api/2.0/cohorts/members', params: { definition: JSON.stringify(COHORT), page_size: '1000' } },
+      ourAnswer: (j) => {
+        if (j.status !== 'ok' || !Array.isArray(j.results)) throw new Error('no results');
+        return { total: j.total, first_page: j.results.map((r) => r.$distinct_id) };
+      },
+      engines: ['duckdb'],
+      asOf: true,
+      // the members as of the request (see memberSql), sorted by id (bytes)
+      sql: (x, ctx) => `WITH m AS (${memberSql(ctx.asOf)})
+        SELECT count(*) OVER () AS total, u FROM m ORDER BY u LIMIT 1000`,
+      sqlAnswer: (rows) => ({ total: rows.length ? Number(rows[0][0]) : 0, first_page: rows.map((r) => r[1]) }),
+    },
+    {
+      id: 'formula',
+      title: 'formula over two unique metrics, by day',
+      detail: `formulas formula="${FORMULA}" A=unique Purchase B=unique App Open unit=day`,
+      ours: {
+        path: '/api/2.0/formulas',
+        params: { formula: FORMULA, metrics: JSON.stringify(FORMULA_METRICS), unit: 'day', from_date: from30, to_date: D },
+      },
+      ourAnswer: (j) => {
+        if (!Array.isArray(j.series) || j.series.length !== 30) throw new Error(`series has ${j.series?.length} days, not 30`);
+        const v = j.values?.[FORMULA];
+        if (!v) throw new Error(`no values["${FORMULA}"]`);
+        const o = { values: {}, total: j.totals?.[FORMULA], A: {}, B: {} };
+        for (const d of j.series) {
+          o.values[d] = v[d];
+          o.A[d] = j.metrics?.A?.[d];
+          o.B[d] = j.metrics?.B?.[d];
+        }
+        return o;
+      },
+      engines: ['duckdb'],
+      // per day and over the whole range (one bucket): distinct users of
+      // each event; the formula A / B * 100 is then applied in JS (null
+      // where B is 0, as the server answers a division by 0)
+      sql: (x) => `SELECT ${idiv(x, 'time_ms', DAY)} AS d,
+          count(DISTINCT CASE WHEN name = 'Purchase' THEN distinct_id END) AS a,
+          count(DISTINCT CASE WHEN name = 'App Open' THEN distinct_id END) AS b
+        FROM events WHERE name IN ('Purchase', 'App Open') AND distinct_id <> ''
+          AND time_ms >= ${from30Ms} AND time_ms < ${endMs}
+        GROUP BY GROUPING SETS ((d), ()) ORDER BY d NULLS LAST`,
+      sqlAnswer: (rows) => {
+        const f = (a, b) => (b ? a / b * 100 : null);
+        const o = { values: {}, total: null, A: {}, B: {} };
+        for (let d = from30Ms; d < endMs; d += DAY) {
+          o.A[dayStr(d)] = 0;
+          o.B[dayStr(d)] = 0;
+        }
+        for (const [d, a, b] of rows) {
+          if (d === null) {
+            o.total = f(Number(a), Number(b));
+          } else {
+            o.A[dk(d)] = Number(a);
+            o.B[dk(d)] = Number(b);
+          }
+        }
+        for (const d of Object.keys(o.A)) o.values[d] = f(o.A[d], o.B[d]);
+        return o;
+      },
+      tolerance: { rel: 1e-9 },
+    },
+    {
+      id: 'funnel-cohort',
+      title: 'the funnel, filtered by the cohort',
+      detail: `funnel with filter_by_cohort={"definition": ${JSON.stringify(COHORT)}}`,
+      ours: {
+        path: '/api/2.0/funnels',
+        params: { ...funnelParams, filter_by_cohort: JSON.stringify({ definition: COHORT }) },
+      },
+      ourAnswer: funnelAnswer,
+      engines: ['duckdb'],
+      asOf: true,
+      // the funnel's SQL on the members as of the request
+      sql: (x, ctx) => funnelSql(memberSql(ctx.asOf)),
+      sqlAnswer: funnelRows,
+      tolerance: 1,
+    },
   ];
+}
+
+// Nodes and links of a forward flow from per-user PATHS ([{path: [name at
+// step 1..n or null], n: users}]), as docs/QUERIES.md "flows" defines them:
+// at each step the FLOW_LIMIT names with the most users (ties: name, by
+// bytes) keep their node, the others are "$other".
+function flowFromPaths(anchor, paths) {
+  const users = paths.reduce((s, p) => s + p.n, 0);
+  const keep = [];
+  for (let k = 0; k < FLOW_STEPS; k++) {
+    const by = new Map();
+    for (const p of paths) if (p.path[k] !== null && p.path[k] !== undefined) by.set(p.path[k], (by.get(p.path[k]) || 0) + p.n);
+    const top = [...by].filter(([name]) => name !== '$other')
+      .sort((x, y) => y[1] - x[1] || (Buffer.compare(Buffer.from(x[0]), Buffer.from(y[0]))))
+      .slice(0, FLOW_LIMIT).map(([name]) => name);
+    keep.push(new Set(top));
+  }
+  const nodes = {}, links = {};
+  const node = (id) => (nodes[id] ||= { count: 0, drop_off: 0, conversion: 0 });
+  for (const p of paths) {
+    let prev = `0:${anchor}`;
+    node(prev).count += p.n;
+    let k = 0;
+    for (; k < FLOW_STEPS && p.path[k] !== null && p.path[k] !== undefined; k++) {
+      const id = `${k + 1}:${keep[k].has(p.path[k]) ? p.path[k] : '$other'}`;
+      node(id).count += p.n;
+      links[`${prev} -> ${id}`] = (links[`${prev} -> ${id}`] || 0) + p.n;
+      prev = id;
+    }
+    node(prev).drop_off += p.n;
+  }
+  for (const n of Object.values(nodes)) n.conversion = users ? n.count / users : 0;
+  return { users, nodes, links };
 }
 
 function countLines(buf) {
@@ -688,11 +931,13 @@ function countLines(buf) {
 
 async function askOurs(srvUrl, qq) {
   const qs = new URLSearchParams(qq.ours.params).toString();
+  // the wall clock around the request: the server's now (as_of) is inside
+  const wall0 = Date.now();
   const t0 = performance.now();
   const res = await fetch(`${srvUrl}${qq.ours.path}?${qs}`, { headers: { Authorization: AUTH } });
   const buf = Buffer.from(await res.arrayBuffer());
   const ms = performance.now() - t0;
-  return { status: res.status, buf, ms };
+  return { status: res.status, buf, ms, wall0, wall1: Date.now() };
 }
 
 function ourResult(qq, r) {
@@ -704,12 +949,46 @@ function ourResult(qq, r) {
   }
 }
 
-// Deep comparison; numbers within TOL (absolute) when TOL is set.
+// Compare ANSWER (from our response R) of a question whose answer depends
+// on now (qq.asOf) with DuckDB's as of R's start (REF, or computed when
+// null); when they differ, with DuckDB's as of R's end (the server's now is
+// in between).  When the two DuckDB answers differ (an event left a window
+// during the request) and ours equals neither, ask once more.  A cohort
+// filter's member set is kept per minute: the repeated request waits for
+// the next minute so it computes its own.  Returns { diffs, notes }.
+async function asOfCheck(qq, duck, srvUrl, r, answer, ref) {
+  const tol = qq.tolerance || 0;
+  const at = async (t) => qq.sqlAnswer((await duck.query(qq.sql('duckdb', { asOf: t }))).rows, 'duckdb');
+  const notes = [];
+  let lo = ref ?? await at(r.wall0);
+  for (let attempt = 0; ; attempt++) {
+    const d = diff(answer, lo, tol);
+    if (!d.length) return { diffs: [], notes };
+    const hi = await at(r.wall1);
+    if (!diff(answer, hi, tol).length) {
+      notes.push(`the answer is DuckDB's as of the end of the request, not its start (${r.wall1 - r.wall0} ms apart)`);
+      return { diffs: [], notes };
+    }
+    if (attempt || !diff(lo, hi, tol).length) return { diffs: d, notes };
+    notes.push(`DuckDB's answers as of the request's start and end differ and ours is neither: asked again`);
+    if (qq.ours.params.filter_by_cohort) await sleep(60000 - (Date.now() % 60000) + 100);
+    r = await askOurs(srvUrl, qq);
+    const res = ourResult(qq, r);
+    if (res.error) return { diffs: [res.error], notes };
+    answer = res.answer;
+    lo = await at(r.wall0);
+  }
+}
+
+// Deep comparison; numbers within TOL (absolute) when TOL is a number, or
+// within TOL.rel of the larger magnitude when TOL is {rel}.
 // Returns null or a list of differences (path: a vs b).
 function diff(a, b, tol = 0, p = '', out = []) {
   if (out.length >= 8) return out;
   if (typeof a === 'number' && typeof b === 'number') {
-    if (tol ? Math.abs(a - b) > tol : a !== b) out.push(`${p || '.'}: ${a} vs ${b}`);
+    const bad = typeof tol === 'object' ? Math.abs(a - b) > tol.rel * Math.max(Math.abs(a), Math.abs(b))
+      : tol ? Math.abs(a - b) > tol : a !== b;
+    if (bad) out.push(`${p || '.'}: ${a} vs ${b}`);
   } else if (a && b && typeof a === 'object' && typeof b === 'object') {
     if (Array.isArray(a) !== Array.isArray(b)) out.push(`${p || '.'}: array vs object`);
     else {
@@ -766,6 +1045,14 @@ async function main() {
   const opt = parseArgs(process.argv.slice(2));
   for (const f of [BIN, DATAGEN]) {
     if (!fs.existsSync(f)) throw fail(`${f} is missing: run 'make all tools' first`);
+  }
+  if (opt.only) {
+    const ids = questions({ from_day: '2000-01-01', to_day: '2000-03-31' }, os.tmpdir()).map((x) => x.id);
+    const unknown = opt.only.filter((x) => !ids.includes(x));
+    if (unknown.length) {
+      console.error(`query_bench: --only: no question ${unknown.join(', ')} (the questions: ${ids.join(', ')})`);
+      process.exit(2);
+    }
   }
   const machine = machineInfo();
   const binary = {
@@ -854,7 +1141,9 @@ async function main() {
     if (lite) await lite.settings();
 
     // 3. the questions
-    const qs = questions(meta, tmp).filter((x) => !opt.only || opt.only.includes(x.id));
+    const only = opt.only && new Set(opt.only);
+    if (only && only.has('funnel-cohort')) only.add('funnel');   // its target is a ratio to the funnel
+    const qs = questions(meta, tmp).filter((x) => !only || only.has(x.id));
     const died = () => (server.proc.exitCode !== null || server.proc.signalCode !== null
       ? fail(`mixpaneld died (${server.proc.exitCode ?? server.proc.signalCode}); the end of its log:\n${logTail(p.log)}`)
       : null);
@@ -862,7 +1151,7 @@ async function main() {
     const cpu0 = cpuSnapshot();
     for (const qq of qs) {
       log(`${qq.id}: ${qq.detail}`);
-      const row = { id: qq.id, title: qq.title, detail: qq.detail, engines: {}, mismatches: [] };
+      const row = { id: qq.id, title: qq.title, detail: qq.detail, engines: {}, mismatches: [], notes: [] };
       // ours
       let c;
       try {
@@ -877,23 +1166,44 @@ async function main() {
         : { median_ms: c.median_ms, first_ms: c.first_ms, runs: c.times, answer: ours.answer };
       row.request = `${qq.ours.path}?${new URLSearchParams(qq.ours.params)}`;
       if (ours.error) console.log(`  mixpaneld: ${ours.error}`);
-      // the others
+      // the others (a question whose answer depends on now is asked of
+      // SQL as of the start of our checked request)
+      const ctx = { asOf: c.first.wall0 };
       for (const [name, eng] of [['duckdb', duck], ['sqlite', lite]]) {
-        if (!eng) continue;
-        const sql = qq.sql(name);
+        if (!eng || (qq.engines && !qq.engines.includes(name))) continue;
+        const sql = qq.sql(name, ctx);
         const cc = await timeCell(() => eng.query(sql), opt.runs);
         row.engines[name] = { median_ms: cc.median_ms, first_ms: cc.first_ms, runs: cc.times, answer: qq.sqlAnswer(cc.first.rows, name), sql };
       }
       // answers
-      const ref = row.engines.duckdb?.answer ?? row.engines.sqlite?.answer;
+      let ref = row.engines.duckdb?.answer ?? row.engines.sqlite?.answer;
+      const between = `mixpaneld vs ${row.engines.duckdb ? 'duckdb' : 'sqlite'}`;
       if (row.engines.duckdb && row.engines.sqlite) {
         const d = diff(row.engines.sqlite.answer, row.engines.duckdb.answer, qq.tolerance || 1e-6);
         if (d.length) row.mismatches.push({ between: 'sqlite vs duckdb', diffs: d });
       }
-      if (!ours.error && ref !== undefined) {
-        const d = diff(ours.answer, ref, qq.tolerance || 0);
-        if (d.length) row.mismatches.push({ between: `mixpaneld vs ${row.engines.duckdb ? 'duckdb' : 'sqlite'}`, diffs: d });
+      let exact = true;
+      if (!ours.error && qq.check) {
+        const chk = await qq.check(ours.answer, duck);
+        row.notes.push(...chk.notes);
+        if (chk.diffs.length) row.mismatches.push({ between: `mixpaneld's checks${duck ? ' (with duckdb)' : ''}`, diffs: chk.diffs });
+        if (chk.exact === false) {
+          exact = false;
+          if (ref !== undefined) ref = { users: ref.users };
+        }
       }
+      if (!ours.error && ref !== undefined) {
+        let d;
+        if (qq.asOf && row.engines.duckdb) {
+          const a = await asOfCheck(qq, duck, server.url, c.first, ours.answer, ref);
+          row.notes.push(...a.notes);
+          d = a.diffs;
+        } else {
+          d = diff(exact ? ours.answer : { users: ours.answer.users }, ref, qq.tolerance || 0);
+        }
+        if (d.length) row.mismatches.push({ between, diffs: d });
+      }
+      for (const n of row.notes) console.log(`  note: ${n}`);
       for (const m of row.mismatches) {
         console.log(`\n  !!!!!!!! MISMATCH in ${qq.id} (${m.between}) !!!!!!!!`);
         for (const d of m.diffs) console.log(`  !!  ${d}`);
@@ -901,8 +1211,8 @@ async function main() {
         console.log('');
       }
       const e = row.engines;
-      console.log(`  mixpaneld ${fmtMs(e.mixpaneld.median_ms)} ms, duckdb ${fmtMs(e.duckdb?.median_ms)} ms, ` +
-        `sqlite ${fmtMs(e.sqlite?.median_ms)} ms${row.mismatches.length ? '  MISMATCH' : ''}`);
+      console.log(`  mixpaneld ${fmtMs(e.mixpaneld.median_ms)} ms (first ${fmtMs(e.mixpaneld.first_ms)}), ` +
+        `duckdb ${fmtMs(e.duckdb?.median_ms)} ms, sqlite ${fmtMs(e.sqlite?.median_ms)} ms${row.mismatches.length ? '  MISMATCH' : ''}`);
       result.questions.push(row);
     }
 
@@ -926,9 +1236,13 @@ async function main() {
       const r = await askOurs(server.url, qq);
       const res = ourResult(qq, r);
       result.restart.cold[qq.id] = res.error ? null : r.ms;
-      // the same answer as before the restart
+      // the same answer as before the restart (an answer that depends on
+      // now: DuckDB's as of this request; not checked without DuckDB)
       const warm = result.questions.find((x) => x.id === qq.id)?.engines.mixpaneld.answer;
-      const d = res.error ? [res.error] : warm !== undefined ? diff(res.answer, warm, qq.tolerance || 0) : [];
+      let d;
+      if (res.error) d = [res.error];
+      else if (qq.asOf) d = duck ? (await asOfCheck(qq, duck, server.url, r, res.answer, null)).diffs : [];
+      else d = warm !== undefined ? diff(res.answer, warm, qq.tolerance || 0) : [];
       if (d.length) {
         result.restart.mismatches[qq.id] = d;
         console.log(`\n  !!!!!!!! MISMATCH after the restart in ${qq.id} (cold vs warm answer) !!!!!!!!`);
@@ -980,8 +1294,16 @@ function report(r, opt) {
     const others = ['duckdb', 'sqlite'].map((k) => e[k]?.median_ms).filter((v) => v !== undefined && v !== null);
     const best = others.length ? Math.min(...others) : null;
     const target = TARGET[x.id];
-    let verdict = '-';
+    let verdict = '-', targetText = target !== undefined ? `<= ${target} ms` : '-';
     if (target !== undefined) verdict = ours === null ? 'MISS (no answer)' : ours <= target ? 'PASS' : 'MISS';
+    if (x.id === 'funnel-cohort') {
+      // a ratio to the unfiltered funnel's median in this run
+      const f = r.questions.find((y) => y.id === 'funnel')?.engines.mixpaneld;
+      x.ratio_to_funnel = ours !== null && f && !f.error && f.median_ms ? ours / f.median_ms : null;
+      targetText = `<= ${TARGET.funnel_cohort_ratio}x funnel`;
+      verdict = x.ratio_to_funnel === null ? 'MISS (no ratio)'
+        : `${x.ratio_to_funnel <= TARGET.funnel_cohort_ratio ? 'PASS' : 'MISS'} ${x.ratio_to_funnel.toFixed(2)}x`;
+    }
     let answers;
     if (e.mixpaneld.error) answers = 'ERROR';
     else if (x.mismatches.length) answers = `MISMATCH (${x.mismatches.map((m) => m.between).join(', ')})`;
@@ -989,8 +1311,7 @@ function report(r, opt) {
     x.ratio_to_best = ours !== null && best ? ours / best : null;
     x.verdict = verdict;
     rows.push([x.id, e.mixpaneld.error ? 'n/a' : fmtMs(ours), fmtMs(e.duckdb?.median_ms), fmtMs(e.sqlite?.median_ms),
-      x.ratio_to_best === null ? '-' : `${x.ratio_to_best.toFixed(2)}x`, target !== undefined ? `<= ${target} ms` : '-',
-      verdict, answers]);
+      x.ratio_to_best === null ? '-' : `${x.ratio_to_best.toFixed(2)}x`, targetText, verdict, answers]);
   }
   const m = r.memory || {};
   const peak = Math.max(m.peak_rss_bytes || 0, m.after_restart_peak_rss_bytes || 0, r.load?.mixpaneld?.server_peak_rss || 0);
@@ -1021,6 +1342,15 @@ function report(r, opt) {
   }
   const firsts = r.questions.map((x) => `${x.id} ${fmtT(x.engines.mixpaneld.first_ms)}`).join(', ');
   console.log(`first (untimed) run of each question after the load, mixpaneld: ${firsts}`);
+  const fc = r.questions.find((x) => x.id === 'funnel-cohort');
+  if (fc && fc.ratio_to_funnel !== null && fc.ratio_to_funnel !== undefined) {
+    const f = r.questions.find((y) => y.id === 'funnel').engines.mixpaneld;
+    console.log(`funnel-cohort / funnel: ${fmtMs(fc.engines.mixpaneld.median_ms)} / ${fmtMs(f.median_ms)} ms = ` +
+      `${fc.ratio_to_funnel.toFixed(2)}x (target <= ${TARGET.funnel_cohort_ratio}x); its first run, which computes ` +
+      `the member set and the filtered view (kept for the rest of the minute), ${fmtT(fc.engines.mixpaneld.first_ms)} = ` +
+      `${(fc.engines.mixpaneld.first_ms / f.median_ms).toFixed(2)}x`);
+  }
+  for (const x of r.questions) for (const n of x.notes || []) console.log(`note: ${x.id}: ${n}`);
   if (r.cpu && r.cpu.others_pct > 15) {
     console.log(`\nWARNING: other processes used ${r.cpu.others_pct.toFixed(0)}% of a core while the questions ran ` +
       `(${r.cpu.top_others.join(', ')}): the times are high by up to that much.`);
