@@ -17,6 +17,7 @@ import assert from 'node:assert/strict';
 import { startServer, DEMO } from './lib/server.mjs';
 import { q, importEvents, firstDiff, fmtDiff } from './lib/query.mjs';
 import { request } from './lib/load.mjs';
+import { rng } from './lib/rng.mjs';
 
 const SEED = process.env.COHORTS_DIFF_SEED ? Number(process.env.COHORTS_DIFF_SEED) : (Date.now() % 1e9);
 const VERBOSE = !!process.env.COHORTS_DIFF_VERBOSE;
@@ -431,28 +432,6 @@ describe('cohorts: membership (hand-computed, as of now)', () => {
 // rep: a seeded small data set over the last 10 days; repm: the same events
 // of the cohort's members only.  Every report filtered by the cohort on rep
 // must answer what the unfiltered report answers on repm.
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function rng(seed) {
-  const r = mulberry32(seed);
-  return {
-    f: r,
-    int: (lo, hi) => lo + Math.floor(r() * (hi - lo + 1)),
-    chance: (p) => r() < p,
-    pick: (a) => a[Math.floor(r() * a.length)],
-    weighted: (pairs) => {
-      let t = r() * pairs.reduce((s, p) => s + p[1], 0);
-      for (const [v, w] of pairs) { if ((t -= w) < 0) return v; }
-      return pairs[pairs.length - 1][0];
-    },
-  };
-}
 // Is T within 2 minutes of a window edge (a whole number of days before now)?
 const nearEdge = (t) => { const x = (NOW - t) % D; return x < 2 * MIN || x > D - 2 * MIN; };
 

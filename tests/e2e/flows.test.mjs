@@ -11,6 +11,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
 import { q, importEvents, firstDiff, fmtDiff } from './lib/query.mjs';
+import { mulberry32 } from './lib/rng.mjs';
 
 const P1 = { name: 'fl1', id: 11, token: 'fl1-token', api_secret: 'fl1-secret', timezone: 'UTC' };
 const P2 = { name: 'fl2', id: 12, token: 'fl2-token', api_secret: 'fl2-secret', timezone: 'UTC' };
@@ -310,14 +311,6 @@ describe('flows: errors', () => {
 
 // ---- differential test --------------------------------------------------------
 
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = ['Open', 'View', 'Cart', 'Buy', 'Search', 'Share', 'Exit', 'Login', 'Rate', 'Help'];
 const WEIGHTS = [8, 10, 5, 3, 6, 2, 4, 3, 1, 1];

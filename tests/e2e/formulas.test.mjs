@@ -13,6 +13,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, DEMO } from './lib/server.mjs';
 import { q, importEvents, ev, firstDiff, fmtDiff } from './lib/query.mjs';
+import { rng } from './lib/rng.mjs';
 
 const SEED = process.env.FORMULAS_DIFF_SEED ? Number(process.env.FORMULAS_DIFF_SEED) : (Date.now() % 1e9);
 const ROUNDS = Number(process.env.FORMULAS_DIFF_ROUNDS || 3);
@@ -218,24 +219,6 @@ describe('hand-computed', () => {
 
 // ---- randomized differential test ---------------------------------------------------------
 
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function rng(seed) {
-  const r = mulberry32(seed);
-  return {
-    f: r,
-    int: (lo, hi) => lo + Math.floor(r() * (hi - lo + 1)),
-    chance: (p) => r() < p,
-    pick: (a) => a[Math.floor(r() * a.length)],
-    sample: (a, n) => { const c = [...a]; const out = []; while (out.length < n && c.length) out.push(c.splice(Math.floor(r() * c.length), 1)[0]); return out; },
-  };
-}
 
 const DAY = 86400e3;
 const OFFSET = { UTC: 0, 'Etc/GMT+5': -300, 'Asia/Kolkata': 330 };

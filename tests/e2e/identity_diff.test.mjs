@@ -29,6 +29,7 @@ import { startServer } from './lib/server.mjs';
 import { q, importEvents, firstDiff, fmtDiff } from './lib/query.mjs';
 import { postTrack } from './lib/load.mjs';
 import { SqlRef, onProp, typeOf, valOf, sqlStr, addDays, dayMs } from './lib/sqlref.mjs';
+import { rng } from './lib/rng.mjs';
 
 const SEED = process.env.IDENTITY_DIFF_SEED ? Number(process.env.IDENTITY_DIFF_SEED) : (Date.now() % 1e9);
 const VERBOSE = !!process.env.IDENTITY_DIFF_VERBOSE;
@@ -43,29 +44,6 @@ const LIMIT = 500;
 
 // ---- seeded PRNG ----------------------------------------------------------------------
 
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function rng(seed) {
-  const r = mulberry32(seed);
-  return {
-    f: r,
-    int: (lo, hi) => lo + Math.floor(r() * (hi - lo + 1)),
-    chance: (p) => r() < p,
-    pick: (a) => a[Math.floor(r() * a.length)],
-    weighted: (pairs) => {
-      let t = r() * pairs.reduce((s, p) => s + p[1], 0);
-      for (const [v, w] of pairs) if ((t -= w) < 0) return v;
-      return pairs[pairs.length - 1][0];
-    },
-    shuffle: (a) => { for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [a[i], a[j]] = [a[j], a[i]]; } return a; },
-  };
-}
 
 // ---- data generation ------------------------------------------------------------------
 

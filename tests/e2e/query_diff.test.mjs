@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
 import { q, importEvents, firstDiff, fmtDiff } from './lib/query.mjs';
 import { SqlRef, onProp, numProp, typeOf, valOf, sqlStr, jpath, addDays, dayMs } from './lib/sqlref.mjs';
+import { rng } from './lib/rng.mjs';
 
 const SEED = process.env.QUERY_DIFF_SEED ? Number(process.env.QUERY_DIFF_SEED) : (Date.now() % 1e9);
 const ROUNDS = Number(process.env.QUERY_DIFF_ROUNDS || 6);
@@ -23,30 +24,6 @@ const VERBOSE = !!process.env.QUERY_DIFF_VERBOSE;
 const SHOW = Number(process.env.QUERY_DIFF_SHOW || 25);
 console.log(`# query_diff seed ${SEED} (QUERY_DIFF_SEED=${SEED} to replay)`);
 
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function rng(seed) {
-  const r = mulberry32(seed);
-  const R = {
-    f: r,
-    int: (lo, hi) => lo + Math.floor(r() * (hi - lo + 1)), // inclusive
-    chance: (p) => r() < p,
-    pick: (a) => a[Math.floor(r() * a.length)],
-    weighted: (pairs) => { // [[value, weight], ...]
-      let t = r() * pairs.reduce((s, p) => s + p[1], 0);
-      for (const [v, w] of pairs) { if ((t -= w) < 0) return v; }
-      return pairs[pairs.length - 1][0];
-    },
-    sample: (a, n) => { const c = [...a]; const out = []; while (out.length < n && c.length) out.push(c.splice(Math.floor(r() * c.length), 1)[0]); return out; },
-  };
-  return R;
-}
 
 // ---- filters, segments and values: (Mixpanel expression, SQL over alias e) pairs ----
 
