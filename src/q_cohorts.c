@@ -314,7 +314,7 @@ static int ch_load(struct qctx *q, int64_t id, struct q_cohort **out)
 	char *text = NULL;
 	int64_t created, updated;
 	cJSON *body;
-	enum mp_err rc = store_cohort_get(q->sp, id, &text, &created, &updated);
+	enum mp_err rc = q->sp ? store_cohort_get(q->sp, id, &text, &created, &updated) : MP_E_NOTFOUND;
 	int r;
 
 	*out = NULL;
