@@ -258,14 +258,16 @@ static int q_filter_cohort(struct qctx *q)
 
 static int q_group_view(struct qctx *q)
 {
-	static const char *const user_only[] = { "identity/graph", "stream/query", "data-deletions" };
+	/* these answer about users, or read data_group_id themselves (engage) */
+	static const char *const user_only[] = { "identity/graph", "stream/query", "data-deletions", "engage",
+						 "cohorts/" };
 	const char *key;
 	struct cs_view *gv;
 	enum mp_err rc;
 	size_t i;
 
 	for (i = 0; i < sizeof user_only / sizeof user_only[0]; i++)
-		if (!strcmp(q->rq->endpoint, user_only[i]))
+		if (!strncmp(q->rq->endpoint, user_only[i], strlen(user_only[i])))
 			return 0;
 	if (q_group_key(q, &key) || !key)
 		return q->status;
