@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <cjson/cJSON.h>
 #include "buf.h"
 #include "colstore.h"
 #include "expr.h"
@@ -295,6 +296,15 @@ void q_eval_init(struct qctx *q, struct cs_eval *ce);
 /* The cs_eval ext hook behind it. */
 int q_scope_lookup(void *ctx, struct cs_eval *ce, enum expr_scope scope, const char *name, size_t len,
 		   struct expr_value *out);
+/* Member NAME (LEN bytes, not NUL-terminated) of JSON object OBJ, or NULL. */
+const cJSON *q_json_member(const cJSON *obj, const char *name, size_t len);
+/* JSON value J (may be NULL: undefined) as the expression evaluator sees
+ * it: strings, numbers, booleans, null; a list's scalar items are written
+ * to ITEMS from *USED on (room for CAP in all; *USED advances, so two lists
+ * of one evaluation keep apart); objects and nested lists are undefined. */
+void q_json_expr_value(const cJSON *j, struct expr_value *items, size_t cap, size_t *used,
+		       struct expr_value *out);
+
 /* Release what the query's lookups held. */
 void q_scopes_done(struct qctx *q);
 /* The query's profile snapshot (loaded on first use), or NULL after q_fail. */

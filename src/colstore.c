@@ -2060,6 +2060,42 @@ static int cs_gpair_cmp(const void *a, const void *b, void *arg)
 	return (x->i > y->i) - (x->i < y->i);
 }
 
+/* A new, empty derived view of V (its parent: group and filtered views). */
+static struct cs_view *cs_derived_new(const struct cs_view *v)
+{
+	struct cs_view *g = calloc(1, sizeof *g);
+	struct cs_view_priv *p = calloc(1, sizeof *p);
+
+	if (!g || !p) {
+		free(g);
+		free(p);
+		return NULL;
+	}
+	g->priv = p;
+	p->cs = v->priv->cs;
+	p->refs = 1;
+	p->parent = v;
+	pthread_mutex_init(&p->colmu, NULL);
+	buf_init(&p->gnames, 1);
+	return g;
+}
+
+/* The arrays of derived view G for N events and N_USERS users of V
+ * (ustart and nstart zeroed).  MP_OK or MP_E_NOMEM. */
+static enum mp_err cs_derived_arrays(struct cs_view *g, const struct cs_view *v, size_t n, uint32_t n_users)
+{
+	struct cs_view_priv *p = g->priv;
+	size_t m = n ? n : 1;
+
+	if (!(p->t = malloc(m * sizeof *p->t)) || !(p->ev = malloc(m * sizeof *p->ev)) ||
+	    !(p->did = malloc(m * sizeof *p->did)) || !(p->user = malloc(m * sizeof *p->user)) ||
+	    !(p->rec = malloc(m * sizeof *p->rec)) || !(p->ustart = calloc((size_t)n_users + 2, sizeof *p->ustart)) ||
+	    !(p->nt = malloc(m * sizeof *p->nt)) || !(p->npos = malloc(m * sizeof *p->npos)) ||
+	    !(p->nstart = calloc((size_t)v->n_names + 1, sizeof *p->nstart)))
+		return MP_E_NOMEM;
+	return MP_OK;
+}
+
 /* A derived view G of V, its own arrays built (N events, N_USERS users):
  * share V's identity and name tables and publish the arrays. */
 static void cs_derived_finish(struct cs_view *g, const struct cs_view *v, size_t n, uint32_t n_users)
@@ -2097,8 +2133,8 @@ static void cs_derived_finish(struct cs_view *g, const struct cs_view *v, size_t
 static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const struct cs_column *col,
 				  struct cs_view **out)
 {
-	struct cs_view *g = calloc(1, sizeof *g);
-	struct cs_view_priv *p = calloc(1, sizeof *p), *vp = v->priv;
+	struct cs_view *g = cs_derived_new(v);
+	struct cs_view_priv *p;
 	struct cs_gmap m;
 	struct cs_gpair *pr = NULL;
 	size_t n = 0, i, j, k;
@@ -2106,16 +2142,9 @@ static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const s
 	enum mp_err rc = MP_E_NOMEM;
 
 	memset(&m, 0, sizeof m);
-	if (!g || !p) {
-		free(g);
-		free(p);
+	if (!g)
 		return MP_E_NOMEM;
-	}
-	g->priv = p;
-	p->cs = vp->cs;
-	p->refs = 1;
-	p->parent = v;
-	pthread_mutex_init(&p->colmu, NULL);
+	p = g->priv;
 	buf_init(&p->gnames, (size_t)1 << 36);
 	m.names = &p->gnames;
 	if ((rc = cs_group_pairs(v, key, col, &m, &pr, &n)) != MP_OK)
@@ -2125,12 +2154,7 @@ static enum mp_err cs_group_build(const struct cs_view *v, uint32_t key, const s
 		goto fail;
 	if (n)
 		qsort_r(pr, n, sizeof *pr, cs_gpair_cmp, (void *)v->t);
-	if (!(p->t = malloc((n ? n : 1) * sizeof *p->t)) || !(p->ev = malloc((n ? n : 1) * sizeof *p->ev)) ||
-	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) || !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
-	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) || !(p->ustart = calloc((size_t)m.n + 2, sizeof *p->ustart)) ||
-	    !(p->nt = malloc((n ? n : 1) * sizeof *p->nt)) || !(p->npos = malloc((n ? n : 1) * sizeof *p->npos)) ||
-	    !(p->nstart = calloc((size_t)v->n_names + 1, sizeof *p->nstart)) ||
-	    !(first = calloc(v->n + 1, sizeof *first)))
+	if (cs_derived_arrays(g, v, n, m.n) != MP_OK || !(first = calloc(v->n + 1, sizeof *first)))
 		goto fail;
 	for (k = 0; k < n; k++) {
 		size_t i0 = pr[k].i;
@@ -2242,22 +2266,14 @@ const char *colstore_group_name(const struct cs_view *g, uint32_t group, size_t 
  * unchanged (the others' ranges are empty). */
 static enum mp_err cs_filter_build(const struct cs_view *v, const uint8_t *keep, struct cs_view **out)
 {
-	struct cs_view *g = calloc(1, sizeof *g);
-	struct cs_view_priv *p = calloc(1, sizeof *p), *vp = v->priv;
+	struct cs_view *g = cs_derived_new(v);
+	struct cs_view_priv *p;
 	uint32_t *map = NULL, u;
 	size_t n = 0, i, j, k;
 
-	if (!g || !p) {
-		free(g);
-		free(p);
+	if (!g)
 		return MP_E_NOMEM;
-	}
-	g->priv = p;
-	p->cs = vp->cs;
-	p->refs = 1;
-	p->parent = v;
-	pthread_mutex_init(&p->colmu, NULL);
-	buf_init(&p->gnames, 1);
+	p = g->priv;
 	if (!(p->keep = malloc(v->n_users ? v->n_users : 1))) {
 		cs_view_free(g);
 		return MP_E_NOMEM;
@@ -2266,13 +2282,7 @@ static enum mp_err cs_filter_build(const struct cs_view *v, const uint8_t *keep,
 	for (u = 0; u < v->n_users; u++)
 		if (keep[u])
 			n += v->ustart[u + 1] - v->ustart[u];
-	if (!(p->t = malloc((n ? n : 1) * sizeof *p->t)) || !(p->ev = malloc((n ? n : 1) * sizeof *p->ev)) ||
-	    !(p->did = malloc((n ? n : 1) * sizeof *p->did)) || !(p->user = malloc((n ? n : 1) * sizeof *p->user)) ||
-	    !(p->rec = malloc((n ? n : 1) * sizeof *p->rec)) ||
-	    !(p->ustart = calloc((size_t)v->n_users + 2, sizeof *p->ustart)) ||
-	    !(p->nt = malloc((n ? n : 1) * sizeof *p->nt)) || !(p->npos = malloc((n ? n : 1) * sizeof *p->npos)) ||
-	    !(p->nstart = calloc((size_t)v->n_names + 1, sizeof *p->nstart)) ||
-	    !(map = malloc((v->n ? v->n : 1) * sizeof *map))) {
+	if (cs_derived_arrays(g, v, n, v->n_users) != MP_OK || !(map = malloc((v->n ? v->n : 1) * sizeof *map))) {
 		free(map);
 		cs_view_free(g);
 		return MP_E_NOMEM;

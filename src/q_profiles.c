@@ -346,28 +346,6 @@ struct pf_eval {
 	size_t n_items;
 };
 
-static int pf_scalar(const cJSON *j, struct expr_value *out)
-{
-	memset(out, 0, sizeof *out);
-	if (cJSON_IsString(j)) {
-		out->type = EXPR_STRING;
-		out->u.str.s = j->valuestring;
-		out->u.str.len = strlen(j->valuestring);
-	} else if (cJSON_IsNumber(j)) {
-		out->type = EXPR_NUMBER;
-		out->u.n = j->valuedouble;
-	} else if (cJSON_IsBool(j)) {
-		out->type = EXPR_BOOL;
-		out->u.b = cJSON_IsTrue(j);
-	} else if (cJSON_IsNull(j)) {
-		out->type = EXPR_NULL;
-	} else {
-		out->type = EXPR_UNDEFINED;  /* objects, and lists inside lists */
-		return 0;
-	}
-	return 1;
-}
-
 static void pf_str(struct expr_value *out, const char *s)
 {
 	out->type = EXPR_STRING;
@@ -385,25 +363,10 @@ static int pf_lookup(void *ctx, enum expr_scope scope, const char *name, size_t 
 	if (scope != EXPR_SCOPE_PROPERTIES && scope != EXPR_SCOPE_USER &&
 	    !(scope == EXPR_SCOPE_GROUP && pe->group_key))
 		return 0;
-	for (it = pe->props ? pe->props->child : NULL; it; it = it->next)
-		if (it->string && strlen(it->string) == len && !memcmp(it->string, name, len))
-			break;
-	if (it && cJSON_IsArray(it)) {
-		/* items go to a fresh part of the pool, so two list values of one
-		 * expression do not overwrite each other */
-		const cJSON *el;
-		struct expr_value *items = pe->items + pe->n_items;
-		size_t n = 0;
-
-		cJSON_ArrayForEach(el, it)
-			if (pe->n_items + n < PF_ITEMS && pf_scalar(el, &items[n]))
-				n++;
-		pe->n_items += n;
-		out->type = EXPR_LIST;
-		out->u.list.items = items;
-		out->u.list.n = n;
-	} else if (it) {
-		pf_scalar(it, out);
+	if ((it = q_json_member(pe->props, name, len))) {
+		/* list items go to a fresh part of the pool, so two list values of
+		 * one expression do not overwrite each other */
+		q_json_expr_value(it, pe->items, PF_ITEMS, &pe->n_items, out);
 	} else if (len == 12 && !memcmp(name, "$distinct_id", 12)) {
 		pf_str(out, pe->id);
 	} else if (pe->group_key && len == 9 && !memcmp(name, "$group_id", 9)) {

@@ -83,8 +83,7 @@ out:
 	return up;
 }
 
-/* Member NAME (LEN bytes) of object OBJ. */
-static const cJSON *q_member(const cJSON *obj, const char *name, size_t len)
+const cJSON *q_json_member(const cJSON *obj, const char *name, size_t len)
 {
 	const cJSON *c;
 
@@ -94,11 +93,10 @@ static const cJSON *q_member(const cJSON *obj, const char *name, size_t len)
 	return NULL;
 }
 
-static int q_json_value(const cJSON *j, struct cs_eval *ce, struct expr_value *out)
+void q_json_expr_value(const cJSON *j, struct expr_value *items, size_t cap, size_t *used,
+		       struct expr_value *out)
 {
-	const cJSON *c;
-	size_t n = 0;
-
+	memset(out, 0, sizeof *out);
 	out->type = EXPR_UNDEFINED;
 	if (cJSON_IsString(j)) {
 		out->type = EXPR_STRING;
@@ -113,14 +111,18 @@ static int q_json_value(const cJSON *j, struct cs_eval *ce, struct expr_value *o
 	} else if (cJSON_IsNull(j)) {
 		out->type = EXPR_NULL;
 	} else if (cJSON_IsArray(j)) {
-		for (c = j->child; c && n < sizeof ce->items / sizeof ce->items[0]; c = c->next)
-			if (!cJSON_IsArray(c) && !cJSON_IsObject(c) && q_json_value(c, ce, &ce->items[n]) == 0)
-				n++;
+		struct expr_value *mine = items + *used;
+		const cJSON *c;
+		size_t n = 0;
+
+		for (c = j->child; c && *used + n < cap; c = c->next)
+			if (!cJSON_IsArray(c) && !cJSON_IsObject(c))
+				q_json_expr_value(c, NULL, 0, used, &mine[n++]);
+		*used += n;
 		out->type = EXPR_LIST;
-		out->u.list.items = ce->items;
+		out->u.list.items = mine;
 		out->u.list.n = n;
 	}
-	return 0;
 }
 
 static const cJSON *q_user_profile(struct qctx *q, struct cs_eval *ce)
@@ -204,7 +206,13 @@ int q_scope_lookup(void *ctx, struct cs_eval *ce, enum expr_scope scope, const c
 		prof = q->profile_only ? q->profile_only : q_user_profile(q, ce);
 	else
 		prof = q->profile_only ? NULL : q_group_profile(q, ce);
-	return q_json_value(q_member(prof, name, len), ce, out);
+	{
+		size_t used = 0;  /* the items of each lookup start again at ce->items */
+
+		q_json_expr_value(q_json_member(prof, name, len), ce->items,
+				  sizeof ce->items / sizeof ce->items[0], &used, out);
+	}
+	return 0;
 }
 
 void q_eval_init(struct qctx *q, struct cs_eval *ce)
