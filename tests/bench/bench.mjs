@@ -31,6 +31,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { machineInfo } from './lib/machine.mjs';
+import { fail, ini, waitExit } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const BIN = process.env.MIXPANELD || path.join(ROOT, 'build/mixpaneld');
@@ -76,12 +77,6 @@ function parseArgs(argv) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const elapsed = () => Date.now() - T_START;
-
-function fail(msg) {
-  const e = new Error(msg);
-  e.benchFailure = true;
-  return e;
-}
 
 // ---------- the machine ----------
 
@@ -205,13 +200,6 @@ function cpuSplit(a, b) {
 
 // ---------- processes ----------
 
-function waitExit(proc) {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) resolve(proc.exitCode ?? proc.signalCode);
-    else proc.once('exit', (code, sig) => resolve(code ?? sig));
-  });
-}
-
 // Start a server that prints "listening on http://127.0.0.1:PORT" to stderr;
 // its stderr goes to LOGFILE (mixpaneld logs one line per request: a pipe to
 // this process would cost CPU the benchmark should not spend).
@@ -237,16 +225,6 @@ async function startListener(bin, args, logFile) {
 function logTail(file) {
   return fs.readFileSync(file, 'utf8').split('\n').filter((l) => !/ info \S+ \S+ \d{3} events=/.test(l))
     .slice(-30).join('\n');
-}
-
-function ini(sections) {
-  let s = '';
-  for (const [name, kv] of Object.entries(sections)) {
-    s += `[${name}]\n`;
-    for (const [k, v] of Object.entries(kv)) s += `${k} = ${v}\n`;
-    s += '\n';
-  }
-  return s;
 }
 
 // Run loadgen with ARGS; sample CPU of PROCS over its measured window.

@@ -74,6 +74,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { machineInfo } from './lib/machine.mjs';
+import { fail, stopServer, logTail, ini, table, fmtMs, median, dirBytes, waitExit, cpuSnapshot, cpuOthers } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const BIN = process.env.MIXPANELD || path.join(ROOT, 'build/mixpaneld');
@@ -150,25 +151,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const elapsed = () => (Date.now() - T_START) / 1000;
 const log = (msg) => console.log(`query_bench: ${msg} (${elapsed().toFixed(0)} s)`);
 
-function fail(msg) {
-  const e = new Error(msg);
-  e.benchFailure = true;
-  return e;
-}
-
 function dayStr(ms) {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
 function dayMs(s) {
   return Date.parse(`${s}T00:00:00Z`);
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  if (!n) return null;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
 function procStatus(pid) {
@@ -182,57 +170,7 @@ function procStatus(pid) {
   return out;
 }
 
-// CPU ticks of every process, and of the machine (to warn about a busy machine).
-function cpuSnapshot() {
-  const procs = new Map();
-  let pids = [];
-  try { pids = fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x)); } catch { /* not Linux */ }
-  for (const pid of pids) {
-    try {
-      const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      procs.set(Number(pid), { comm: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), ticks: Number(rest[11]) + Number(rest[12]) });
-    } catch { /* exited */ }
-  }
-  return { t: performance.now(), procs };
-}
-
-// % of one core used by processes other than MINE between A and B.
-function cpuOthers(a, b, mine) {
-  const secs = (b.t - a.t) / 1000;
-  const top = [];
-  let others = 0;
-  for (const [pid, pb] of b.procs) {
-    if (mine.includes(pid)) continue;
-    const d = pb.ticks - (a.procs.get(pid)?.ticks ?? pb.ticks);
-    if (d > 0) {
-      others += d;
-      top.push([pb.comm, d]);
-    }
-  }
-  const pct = (t) => Math.round(t / 100 / secs * 1000) / 10;  // 100 ticks per second
-  top.sort((x, y) => y[1] - x[1]);
-  return { seconds: secs, others_pct: pct(others), top_others: top.slice(0, 3).map(([c, v]) => `${c} ${pct(v)}%`) };
-}
-
-function dirBytes(dir) {
-  let n = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) n += dirBytes(p);
-    else if (e.isFile()) n += fs.statSync(p).size;
-  }
-  return n;
-}
-
 // ---------- processes ----------
-
-function waitExit(proc) {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) resolve(proc.exitCode ?? proc.signalCode);
-    else proc.once('exit', (code, sig) => resolve(code ?? sig));
-  });
-}
 
 function run(bin, args, { stdoutFile } = {}) {
   return new Promise((resolve, reject) => {
@@ -253,12 +191,12 @@ function run(bin, args, { stdoutFile } = {}) {
 // Start mixpaneld; it prints "listening on http://127.0.0.1:PORT" to stderr.
 async function startServer(cfgPath, logFile) {
   const fd = fs.openSync(logFile, 'a');
+  const start = fs.fstatSync(fd).size;   // before the spawn, so a fast start cannot write its line first
   const t0 = performance.now();
   const proc = spawn(BIN, ['--config', cfgPath, '--port', '0'], { stdio: ['ignore', 'ignore', fd] });
   fs.closeSync(fd);
   let exited = false;
   proc.once('exit', () => { exited = true; });
-  const start = fs.statSync(logFile).size;
   const until = Date.now() + 120000;
   while (Date.now() < until) {
     const text = fs.readFileSync(logFile, 'utf8').slice(start);
@@ -269,33 +207,6 @@ async function startServer(cfgPath, logFile) {
   }
   proc.kill('SIGKILL');
   throw fail(`mixpaneld did not start within 120 s:\n${fs.readFileSync(logFile, 'utf8').slice(start)}`);
-}
-
-async function stopServer(server) {
-  server.proc.kill('SIGTERM');
-  const killer = setTimeout(() => server.proc.kill('SIGKILL'), 120000);
-  const code = await waitExit(server.proc);
-  clearTimeout(killer);
-  return code;
-}
-
-function logTail(file) {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').filter((l) => !/ info \S+ \S+ \d{3} /.test(l))
-      .slice(-30).join('\n');
-  } catch {
-    return '';
-  }
-}
-
-function ini(sections) {
-  let s = '';
-  for (const [name, kv] of Object.entries(sections)) {
-    s += `[${name}]\n`;
-    for (const [k, v] of Object.entries(kv)) s += `${k} = ${v}\n`;
-    s += '\n';
-  }
-  return s;
 }
 
 // ---------- loading ----------
@@ -1019,23 +930,8 @@ async function timeCell(fn, runs) {
 // ---------- output ----------
 
 const fmtInt = (n) => (n === null || n === undefined ? '-' : Math.round(n).toLocaleString('en-US'));
-function fmtMs(ms) {
-  if (ms === null || ms === undefined) return '-';
-  if (ms >= 10000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms >= 100) return ms.toFixed(0);
-  if (ms >= 10) return ms.toFixed(1);
-  return ms.toFixed(2);
-}
 const fmtT = (ms) => (ms === null || ms === undefined ? '-' : ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${fmtMs(ms)} ms`);
 const fmtBytes = (b) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
-
-function table(rows, right) {
-  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  const line = (r) => r.map((c, i) => (right.includes(i) ? String(c).padStart(w[i]) : String(c).padEnd(w[i]))).join('  ').trimEnd();
-  const out = [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  ')];
-  for (const r of rows.slice(1)) out.push(line(r));
-  return out.join('\n');
-}
 
 // ---------- main ----------
 
