@@ -17,7 +17,9 @@
  *      uncommitted data (WAL snapshot isolation).
  *   5. An event row is in exactly one of `events` and `stage`, under its
  *      final id; the staged map of an open shard holds exactly the stage
- *      table's (id -> seq) as the writer's transaction sees them.
+ *      table's (id -> seq) as the writer's transaction sees them, and the
+ *      appended map exactly the ids in `events` above base_max (the rows
+ *      appended at its right edge since the maps were loaded).
  *      Saved definitions (the funnels, bookmarks, dashboards and
  *      dashboard_items tables of meta.db) are the exception:
  *      they hold no cached state, so short-lived connections of the query
@@ -51,6 +53,11 @@
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
 #define STORE_STAGE_MAX 32768            /* staged events that trigger a merge into `events` */
+#define STORE_APPENDED_MAX 65536         /* appended ids remembered before base_max moves up */
+#define STORE_WAL_CKPT_PAGES 16384       /* new WAL frames (64 MiB) that wake the checkpointer */
+#define STORE_WAL_MAX_PAGES 65536        /* WAL frames (256 MiB) past which the writer checkpoints */
+#define STORE_CKPT_QUEUE 32              /* shards waiting for the checkpointer */
+#define STORE_WAL_LEFT_PAGES 512         /* new frames a checkpoint pass may leave to the writer */
 #define STORE_IDLE_RELEASE_S 2           /* idle writer: release page caches after this long */
 #define STORE_SLOT_BITS 20
 #define STORE_SLOTS ((int64_t)1 << STORE_SLOT_BITS)
@@ -181,6 +188,14 @@ static size_t imap_slot(const struct imap *m, int64_t k)
 	return (size_t)(h ^ (h >> 29)) & (m->cap - 1);
 }
 
+/* Forget every entry, keeping the table for the next ones. */
+static void imap_empty(struct imap *m)
+{
+	if (m->cap)
+		memset(m->keys, 0, m->cap * sizeof *m->keys);
+	m->n = 0;
+}
+
 /* Value of K, or 0 if absent (values are row ids >= 1). */
 static int64_t imap_get(const struct imap *m, int64_t k)
 {
@@ -227,15 +242,20 @@ static enum mp_err imap_put(struct imap *m, int64_t k, int64_t v)
 /* ---------- structures ---------- */
 
 struct shard {
+	struct store_project *sp;
 	char key[16];             /* "2024-05" or "2024-05-17" */
 	int64_t from_ms, to_ms;   /* the times it holds: [from_ms, to_ms) */
 	sqlite3 *db;
-	sqlite3_stmt *st_stage_ins, *st_stage_upd, *st_main_get, *st_stage_get, *st_dup_upd, *st_dict_ins, *st_stat;
+	sqlite3_stmt *st_stage_ins, *st_stage_upd, *st_main_ins, *st_main_get, *st_stage_get, *st_dup_upd,
+		*st_dict_ins, *st_stat;
 	sqlite3_stmt *st_link_put;
 	struct strmap dict;
 	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
+	struct imap appended;     /* id -> 1 of every row in `events` above base_max (invariant 5) */
+	int64_t base_max;         /* largest id in `events` when the maps were loaded */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
+	int wal_asked;            /* WAL frames when the checkpointer was last asked (0: since the log restarted) */
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
 	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
 	int in_tx;
@@ -266,6 +286,18 @@ struct store_project {
 	int stopping;
 	int64_t n_events;         /* guarded by mu */
 	char last_error[160];     /* guarded by mu: why the last commit failed, "" if it did not */
+
+	/* the checkpointer copies shards' WAL into their files, so the writer
+	 * does not wait for those copies and their fsyncs */
+	pthread_t ckpt;
+	int ckpt_started;
+	pthread_mutex_t ckpt_mu;
+	pthread_cond_t ckpt_cv;
+	char ckpt_keys[STORE_CKPT_QUEUE][16]; /* guarded by ckpt_mu: shard keys waiting */
+	size_t n_ckpt;
+	char ckpt_done[STORE_CKPT_QUEUE][16]; /* guarded by ckpt_mu: keys checkpointed since */
+	size_t n_done;
+	int ckpt_stopping;
 };
 
 struct store {
@@ -459,10 +491,12 @@ static void shard_close(struct shard *sh)
 		return;
 	sqlite3_finalize(sh->st_stage_ins);
 	sqlite3_finalize(sh->st_stage_upd);
+	sqlite3_finalize(sh->st_main_ins);
 	sqlite3_finalize(sh->st_main_get);
 	sqlite3_finalize(sh->st_stage_get);
 	sqlite3_finalize(sh->st_dup_upd);
 	imap_clear(&sh->staged);
+	imap_clear(&sh->appended);
 	sqlite3_finalize(sh->st_link_put);
 	imap_clear(&sh->links);
 	sqlite3_finalize(sh->st_dict_ins);
@@ -526,7 +560,7 @@ static enum mp_err shard_load_links(struct shard *sh)
 }
 
 /* Rebuild the map of staged rows from the stage table (invariant 5), and
- * the largest id in `events`. */
+ * the largest id in `events`, which becomes base_max (no appended rows). */
 static enum mp_err shard_load_stage(struct shard *sh)
 {
 	sqlite3_stmt *st = NULL;
@@ -534,12 +568,13 @@ static enum mp_err shard_load_stage(struct shard *sh)
 	int r;
 
 	imap_clear(&sh->staged);
+	imap_clear(&sh->appended);
 	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(id),0) FROM events", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return MP_E_STORE;
 	}
-	sh->main_max = sqlite3_column_int64(st, 0);
+	sh->main_max = sh->base_max = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(sh->db, "SELECT seq, id FROM stage", -1, &st, NULL) != SQLITE_OK)
 		return MP_E_STORE;
@@ -552,6 +587,118 @@ static enum mp_err shard_load_stage(struct shard *sh)
 	return rc;
 }
 
+/* ---------- the checkpointer ---------- */
+
+/* Add KEY to the key list KEYS of *N (ckpt_mu held); 1 if it was added,
+ * 0 if it was there already or the list is full. */
+static int store_ckpt_push(char (*keys)[16], size_t *n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < *n && strcmp(keys[i], key); i++)
+		;
+	if (i < *n || *n == STORE_CKPT_QUEUE)
+		return 0;
+	snprintf(keys[(*n)++], sizeof keys[0], "%s", key);
+	return 1;
+}
+
+/* Take KEY out of the key list KEYS of *N (ckpt_mu held); 1 if it was there. */
+static int store_ckpt_take(char (*keys)[16], size_t *n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < *n && strcmp(keys[i], key); i++)
+		;
+	if (i == *n)
+		return 0;
+	memmove(keys[i], keys[i + 1], (--*n - i) * sizeof keys[0]);
+	return 1;
+}
+
+/* SQLite's WAL hook, run by the writer after each commit of a shard.
+ *
+ * Every STORE_WAL_CKPT_PAGES new frames wake the checkpointer, which copies
+ * the log into the file (and syncs both) while the writer goes on.  The log
+ * can only restart from its beginning when a write transaction starts with
+ * every frame copied, which never happens while the writer keeps appending:
+ * so once the checkpointer is done, the writer copies the few frames it
+ * added meanwhile itself, here, between two transactions.  A log past
+ * STORE_WAL_MAX_PAGES (the checkpointer cannot keep up) is checkpointed here
+ * too, as SQLite's autocheckpoint would. */
+static int store_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct shard *sh = arg;
+	struct store_project *sp = sh->sp;
+	int finish = frames >= STORE_WAL_MAX_PAGES;
+
+	if (frames < sh->wal_asked)
+		sh->wal_asked = 0; /* the log restarted */
+	if (sh->wal_asked) {
+		pthread_mutex_lock(&sp->ckpt_mu);
+		finish |= store_ckpt_take(sp->ckpt_done, &sp->n_done, sh->key);
+		pthread_mutex_unlock(&sp->ckpt_mu);
+	}
+	if (finish) {
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	} else if (frames >= sh->wal_asked + STORE_WAL_CKPT_PAGES) {
+		pthread_mutex_lock(&sp->ckpt_mu);
+		if (store_ckpt_push(sp->ckpt_keys, &sp->n_ckpt, sh->key))
+			pthread_cond_signal(&sp->ckpt_cv);
+		pthread_mutex_unlock(&sp->ckpt_mu);
+		sh->wal_asked = frames;
+	}
+	return SQLITE_OK;
+}
+
+/* Checkpointer thread: a passive checkpoint of each shard asked for, on a
+ * connection of its own (it never blocks the writer; a shard's last
+ * connection to close does the final checkpoint, whichever it is). */
+static void *store_ckpt_main(void *arg)
+{
+	struct store_project *sp = arg;
+
+	pthread_setname_np(pthread_self(), "mp-ckpt");
+	pthread_mutex_lock(&sp->ckpt_mu);
+	for (;;) {
+		char key[16], path[4096];
+		sqlite3 *db = NULL;
+		int rc, pass, done;
+
+		while (!sp->n_ckpt && !sp->ckpt_stopping)
+			pthread_cond_wait(&sp->ckpt_cv, &sp->ckpt_mu);
+		if (sp->ckpt_stopping)
+			break;
+		memcpy(key, sp->ckpt_keys[0], sizeof key);
+		store_ckpt_take(sp->ckpt_keys, &sp->n_ckpt, key);
+		pthread_mutex_unlock(&sp->ckpt_mu);
+
+		snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
+		rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, sp->st->cfg->sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL"
+					  : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+		/* again while the writer added many frames during the last pass:
+		 * it copies what is left at its next commit, briefly */
+		for (pass = 0, done = 0; rc == SQLITE_OK && pass < 6; pass++) {
+			int n_log = 0, n_ckpt = 0;
+
+			rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &n_log, &n_ckpt);
+			if (rc != SQLITE_OK || n_log - done <= STORE_WAL_LEFT_PAGES)
+				break;
+			done = n_log;
+		}
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			log_warn("shard %s: checkpoint: %s", key, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		pthread_mutex_lock(&sp->ckpt_mu);
+		if (rc == SQLITE_OK)
+			store_ckpt_push(sp->ckpt_done, &sp->n_done, key);
+	}
+	pthread_mutex_unlock(&sp->ckpt_mu);
+	return NULL;
+}
+
 static enum mp_err shard_open(struct store_project *sp, const char *key, struct shard **out)
 {
 	struct shard *sh = calloc(1, sizeof *sh);
@@ -560,6 +707,7 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 
 	if (!sh)
 		return MP_E_NOMEM;
+	sh->sp = sp;
 	snprintf(sh->key, sizeof sh->key, "%s", key);
 	if (!store_shard_range(key, &sh->from_ms, &sh->to_ms)) {
 		rc = MP_E_INVALID;
@@ -570,6 +718,7 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 		goto fail;
 	if ((rc = store_prepare(sh->db, "INSERT INTO stage(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_stage_ins)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stage SET p=?, r=? WHERE seq=?", &sh->st_stage_upd)) ||
+	    (rc = store_prepare(sh->db, "INSERT INTO events(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_main_ins)) ||
 	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM events WHERE id=?", &sh->st_main_get)) ||
 	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM stage WHERE seq=?", &sh->st_stage_get)) ||
 	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
@@ -579,6 +728,8 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+CASE name WHEN 'gen' THEN 1 ELSE ?1 END "
 						  "WHERE name IN ('events','gen')", &sh->st_stat)))
 		goto fail;
+	/* the writer's log is checkpointed by the checkpointer thread */
+	sqlite3_wal_hook(sh->db, store_wal_hook, sh);
 	sh->anon_seq = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL;
 	if ((rc = shard_load_dict(sh)) != MP_OK || (rc = shard_load_stage(sh)) != MP_OK ||
 	    (rc = shard_load_links(sh)) != MP_OK)
@@ -685,8 +836,8 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 
 	*dup = 0;
 	*stage_seq = seq;
-	if (!seq && id > sh->main_max)
-		return 0; /* newer than anything merged: the common case, no lookup */
+	if (!seq && (id > sh->main_max || (id > sh->base_max && !imap_get(&sh->appended, id))))
+		return 0; /* not in `events` (invariant 5): the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
@@ -786,10 +937,11 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 				     const struct store_event *ev)
 {
 	struct shard *sh;
+	sqlite3_stmt *ins;
 	enum mp_err rc;
 	int64_t e_id, d_id, free_id, dup_id, dup_seq;
 	uint32_t home;
-	int r;
+	int r, append;
 
 	if (ev->time_ms < 0 || ev->time_ms >= STORE_MAX_TIME_MS)
 		return MP_E_INVALID;
@@ -842,19 +994,33 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		b->n_dup++;
 		return MP_OK;
 	}
-	sqlite3_bind_int64(sh->st_stage_ins, 1, free_id);
-	sqlite3_bind_int64(sh->st_stage_ins, 2, e_id);
-	sqlite3_bind_int64(sh->st_stage_ins, 3, d_id);
-	sqlite3_bind_int64(sh->st_stage_ins, 4, b->recv_ms - ev->time_ms);
-	sqlite3_bind_blob(sh->st_stage_ins, 5, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
-	r = sqlite3_step(sh->st_stage_ins);
-	sqlite3_reset(sh->st_stage_ins);
+	/* newer than every row of `events`: append at its right edge (a
+	 * time-ordered import never stages); else stage it for the next merge */
+	append = free_id > sh->main_max;
+	ins = append ? sh->st_main_ins : sh->st_stage_ins;
+	sqlite3_bind_int64(ins, 1, free_id);
+	sqlite3_bind_int64(ins, 2, e_id);
+	sqlite3_bind_int64(ins, 3, d_id);
+	sqlite3_bind_int64(ins, 4, b->recv_ms - ev->time_ms);
+	sqlite3_bind_blob(ins, 5, sp->enc.data, (int)sp->enc.len, SQLITE_STATIC);
+	r = sqlite3_step(ins);
+	sqlite3_reset(ins);
 	if (r != SQLITE_DONE) {
 		log_error("shard %s: insert: %s", sh->key, sqlite3_errmsg(sh->db));
 		return store_sqlite_err(r);
 	}
-	if ((rc = imap_put(&sh->staged, free_id, sqlite3_last_insert_rowid(sh->db))) != MP_OK)
+	if (append) {
+		sh->main_max = free_id;
+		if (sh->appended.n >= STORE_APPENDED_MAX) {
+			/* forget them: ids up to here now take the lookup */
+			imap_empty(&sh->appended);
+			sh->base_max = free_id;
+		} else if ((rc = imap_put(&sh->appended, free_id, 1)) != MP_OK) {
+			return rc;
+		}
+	} else if ((rc = imap_put(&sh->staged, free_id, sqlite3_last_insert_rowid(sh->db))) != MP_OK) {
 		return rc;
+	}
 	sh->added++;
 	b->n_new++;
 	return MP_OK;
@@ -1416,6 +1582,8 @@ static enum mp_err store_project_open(struct store *st, struct store_project *sp
 	buf_init(&sp->enc, (size_t)64 << 20);
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->cv, NULL);
+	pthread_mutex_init(&sp->ckpt_mu, NULL);
+	pthread_cond_init(&sp->ckpt_cv, NULL);
 	if (!(sp->dir = malloc(n)))
 		return MP_E_NOMEM;
 	snprintf(sp->dir, n, "%s/%s", st->cfg->data_dir, cp->name);
@@ -1463,6 +1631,11 @@ static enum mp_err store_project_open(struct store *st, struct store_project *sp
 		return MP_E_NOMEM;
 	}
 	sp->writer_started = 1;
+	if (pthread_create(&sp->ckpt, NULL, store_ckpt_main, sp) != 0) {
+		snprintf(err, errlen, "cannot start checkpointer thread");
+		return MP_E_NOMEM;
+	}
+	sp->ckpt_started = 1;
 	log_info("project %s (id %ld): %s, %lld events", cp->name, cp->id, sp->dir, (long long)sp->n_events);
 	return MP_OK;
 }
@@ -1507,6 +1680,13 @@ static void store_project_close(struct store_project *sp)
 		pthread_mutex_unlock(&sp->mu);
 		pthread_join(sp->writer, NULL);
 	}
+	if (sp->ckpt_started) {
+		pthread_mutex_lock(&sp->ckpt_mu);
+		sp->ckpt_stopping = 1;
+		pthread_cond_signal(&sp->ckpt_cv);
+		pthread_mutex_unlock(&sp->ckpt_mu);
+		pthread_join(sp->ckpt, NULL);
+	}
 	for (i = 0; i < sp->n_shards; i++)
 		shard_close(sp->shards[i]);
 	free(sp->shards);
@@ -1524,6 +1704,8 @@ static void store_project_close(struct store_project *sp)
 	free(sp->dir);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
+	pthread_mutex_destroy(&sp->ckpt_mu);
+	pthread_cond_destroy(&sp->ckpt_cv);
 }
 
 void store_close(struct store *st)

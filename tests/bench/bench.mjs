@@ -150,7 +150,8 @@ function cpuSnapshot(procs) {
 
 // CPU used between two snapshots, in % of one core, per thread group:
 // server threads are "main" (tid == pid), "mhd" (libmicrohttpd workers) and
-// "writer" (the rest: the store's writer thread); other processes are one group.
+// "ckpt" (the store's checkpointers), "writer" (the rest: the store's writer
+// thread); other processes are one group.
 function cpuSplit(a, b) {
   const secs = Number(b.t - a.t) / 1e9;
   const pct = (ticks) => Math.round(ticks / CLK_TCK / secs * 1000) / 10;
@@ -167,6 +168,7 @@ function cpuSplit(a, b) {
       if (name === 'server' || name === 'trivial') {
         if (t.tid === pb.pid) g = `${name}.main`;
         else if (/^MHD/.test(t.comm)) g = `${name}.mhd`;
+        else if (t.comm === 'mp-ckpt') g = `${name}.ckpt`;
         else g = `${name}.writer`;
         if (/^MHD/.test(t.comm)) (groups[`${name}.mhd_threads`] ||= []).push(pct(d));
       }

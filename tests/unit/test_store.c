@@ -1333,6 +1333,75 @@ out:
 	fx_close(&f);
 }
 
+/* A time-ordered import appends at the right edge of `events` and never
+ * stages.  Past STORE_APPENDED_MAX appended ids the writer forgets them
+ * and looks them up instead: duplicates are found before that point,
+ * after it and in the last appended rows; late events in between go
+ * through the stage; export sees each event once, in time order. */
+static void ordered_import_appends_and_still_dedups(void)
+{
+	enum { N = 140000, B = 2000, LATE = 500 };
+	static char iid[N][16], late_iid[LATE][16];
+	struct ev *evs = calloc(B, sizeof *evs);
+	struct store_fx f;
+	cJSON *arr = NULL, *line;
+	int i, k, n, ordered = 1, again = 0;
+	long long prev = -1;
+
+	if (!evs || fx_open(&f, "month") != 0)
+		goto out;
+	for (i = 0; i < N; i++)
+		snprintf(iid[i], sizeof iid[i], "o%d", i);
+	for (i = 0; i < LATE; i++)
+		snprintf(late_iid[i], sizeof late_iid[i], "late%d", i);
+	for (k = 0; k < N / B; k++) {
+		for (i = 0; i < B; i++)
+			evs[i] = (struct ev){ T0 + (long long)(k * B + i) * 3, "e", "u", iid[k * B + i], NULL };
+		wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, B, 0, __LINE__);
+		if (k == N / B / 2) {
+			/* late events, older than everything stored: staged */
+			for (i = 0; i < LATE; i++)
+				evs[i] = (struct ev){ T0 + (long long)i * 30 + 1, "e", "u", late_iid[i], NULL };
+			wrote_at(store_fx_write(f.sp, evs, LATE, RECV), MP_OK, LATE, 0, __LINE__);
+		}
+	}
+	/* resend: the oldest rows, some around the middle, the newest ones */
+	for (int from = 0; from < 3; from++) {
+		int a = from == 0 ? 0 : from == 1 ? N / 2 - B / 2 : N - B;
+
+		for (i = 0; i < B; i++)
+			evs[i] = (struct ev){ T0 + (long long)(a + i) * 3, "e", "u", iid[a + i], "{'again':true}" };
+		wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
+	}
+	for (i = 0; i < LATE; i++)
+		evs[i] = (struct ev){ T0 + (long long)i * 30 + 1, "e", "u", late_iid[i], "{'again':true}" };
+	wrote_at(store_fx_write(f.sp, evs, LATE, RECV), MP_OK, 0, LATE, __LINE__);
+	CHECK_INT(store_event_count(f.sp), N + LATE);
+	if (fx_reopen(&f) != 0)
+		goto out;
+	/* after a restart the same copies are still found */
+	wrote_at(store_fx_write(f.sp, evs, LATE, RECV), MP_OK, 0, LATE, __LINE__);
+	arr = EXPORT_ALL(f.sp);
+	n = cJSON_GetArraySize(arr);
+	CHECK_INT(n, N + LATE);
+	cJSON_ArrayForEach(line, arr) {
+		cJSON *props = cJSON_GetObjectItemCaseSensitive(line, "properties");
+		long long t = (long long)cJSON_GetObjectItemCaseSensitive(props, "time")->valuedouble;
+
+		if (t < prev)
+			ordered = 0;
+		prev = t;
+		again += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(props, "again"));
+	}
+	CHECK(ordered);
+	CHECK_INT(again, 3 * B + LATE);
+	CHECK_INT(store_event_count(f.sp), N + LATE);
+out:
+	cJSON_Delete(arr);
+	free(evs);
+	fx_close(&f);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -1347,6 +1416,7 @@ int main(void)
 	TEST_RUN(export_keeps_every_event_of_one_ms_between_its_neighbours);
 	TEST_RUN(dictionary_holds_each_string_once_across_restarts_and_rollbacks);
 	TEST_RUN(dedup_and_export_span_the_stage_and_the_merged_table);
+	TEST_RUN(ordered_import_appends_and_still_dedups);
 	TEST_RUN(export_is_in_time_order_across_day_shards);
 	TEST_RUN(export_from_is_inclusive_and_to_is_exclusive_at_the_ms);
 	TEST_RUN(export_filters_by_event_name);
