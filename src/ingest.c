@@ -130,6 +130,10 @@ static int ingest_utf8_valid(const char *s)
 	size_t n = strlen(s), i = 0, k;
 
 	while (i < n) {
+		if (p[i] < 0x80) {
+			i++; /* ASCII, nearly every byte: no call */
+			continue;
+		}
 		if (!(k = buf_utf8_seq(p + i, n - i)))
 			return 0;
 		i += k;
@@ -320,21 +324,49 @@ static const struct config_project *ingest_project_of(struct ingest_result *res,
 
 /* ---------- events ---------- */
 
-/* Move property KEY (if present) out of PROPS into the result's graveyard,
+/* Move the property IT of PROPS (NULL: none) into the result's graveyard,
  * where it stays alive until ingest_result_free(). */
-static enum mp_err ingest_bury(struct ingest_result *res, cJSON *props, const char *key)
+static enum mp_err ingest_bury(struct ingest_result *res, cJSON *props, cJSON *it)
 {
-	cJSON *it;
-
-	/* a key may appear more than once in the JSON text: take every copy */
-	while ((it = cJSON_DetachItemFromObjectCaseSensitive(props, key))) {
-		if (!res->graveyard_ && !(res->graveyard_ = cJSON_CreateArray())) {
-			cJSON_Delete(it);
-			return MP_E_NOMEM;
-		}
-		cJSON_AddItemToArray(res->graveyard_, it);
+	if (!it)
+		return MP_OK;
+	cJSON_DetachItemViaPointer(props, it);
+	if (!res->graveyard_ && !(res->graveyard_ = cJSON_CreateArray())) {
+		cJSON_Delete(it);
+		return MP_E_NOMEM;
 	}
+	cJSON_AddItemToArray(res->graveyard_, it);
 	return MP_OK;
+}
+
+/* The properties an event's checks read, move or replace. */
+enum ingest_key {
+	IK_TOKEN, IK_IGNORE, IK_TIME, IK_DID, IK_USER_ID, IK_DEVICE_ID, IK_FAILURE, IK_BEFORE,
+	IK_INSERT_ID, IK_IP, IK_PTIME, IK_IMPORT, IK_N
+};
+
+static const char *const ingest_key_names[IK_N] = {
+	"token", "$ignore", "time", "distinct_id", "$user_id", "$device_id", "$failure_reason",
+	"$distinct_id_before_identity", "$insert_id", "ip", "mp_processing_time_ms", "$import"
+};
+
+/* Find every ingest_key of PROPS in one pass (its keys are unique: see
+ * ingest_dedupe_keys); FOUND[k] is NULL when absent. */
+static void ingest_find_keys(const cJSON *props, cJSON *found[IK_N])
+{
+	cJSON *c;
+	size_t k;
+
+	memset(found, 0, IK_N * sizeof *found);
+	for (c = props->child; c; c = c->next) {
+		if (!c->string || !c->string[0] || !strchr("$tdim", c->string[0]))
+			continue;
+		for (k = 0; k < IK_N; k++)
+			if (ingest_key_names[k][0] == c->string[0] && !strcmp(ingest_key_names[k], c->string)) {
+				found[k] = c;
+				break;
+			}
+	}
 }
 
 /* JSON.parse semantics for repeated keys: the last copy wins.  Earlier
@@ -369,7 +401,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 {
 	cJSON *ev = cJSON_GetObjectItemCaseSensitive(rec, "event");
 	cJSON *props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
-	cJSON *c, *tv, *dv, *iv;
+	cJSON *c, *tv, *dv, *iv, *key[IK_N];
 	struct store_event *se;
 	struct ingest_check ck;
 	int64_t t;
@@ -396,17 +428,17 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	}
 	if ((rc = ingest_dedupe_keys(res, props)) != MP_OK)
 		return rc;
-	if (!ingest_project_of(res, opts, cJSON_GetObjectItemCaseSensitive(props, "token"), index, rec,
-			       "properties.token", &rc))
+	ingest_find_keys(props, key);
+	if (!ingest_project_of(res, opts, key[IK_TOKEN], index, rec, "properties.token", &rc))
 		return rc;
 	simplified = (opts->project ? opts->project : res->project)->identity == CONFIG_IDENTITY_SIMPLIFIED;
-	if (cJSON_GetObjectItemCaseSensitive(props, "$ignore")) {
+	if (key[IK_IGNORE]) {
 		res->n_valid++;
 		res->n_ignored++;
 		return MP_OK;
 	}
 	/* time */
-	tv = cJSON_GetObjectItemCaseSensitive(props, "time");
+	tv = key[IK_TIME];
 	if (!tv || cJSON_IsNull(tv)) {
 		t = opts->now_ms;
 	} else if (!ingest_time_ms(tv, &t)) {
@@ -439,7 +471,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	 * the sent value is kept as $distinct_id_before_identity when it
 	 * differs.  Original ID merge keeps it as sent and only fills a missing
 	 * one the same way.  Last resort with ip=1: a hash of the client IP. */
-	dv = cJSON_GetObjectItemCaseSensitive(props, "distinct_id");
+	dv = key[IK_DID];
 	if (dv && !cJSON_IsNull(dv) && !(sent = ingest_id_text(res, dv))) {
 		if (!cJSON_IsString(dv) && !cJSON_IsNumber(dv))
 			return ingest_fail(res, index, rec, "properties.distinct_id",
@@ -448,8 +480,8 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	}
 	did = sent;
 	if (!did || simplified) {
-		const char *uid = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(props, "$user_id"));
-		const char *dev = ingest_id_text(res, cJSON_GetObjectItemCaseSensitive(props, "$device_id"));
+		const char *uid = ingest_id_text(res, key[IK_USER_ID]);
+		const char *dev = ingest_id_text(res, key[IK_DEVICE_ID]);
 		char tmp[300];
 
 		if (dev && dev[0])
@@ -468,7 +500,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	/* $merge only through the authenticated /import (spec §9.2): stored,
 	 * but marked so the identity replay leaves it out */
 	if (track && !simplified && !strcmp(ev->valuestring, "$merge") &&
-	    !cJSON_GetObjectItemCaseSensitive(props, "$failure_reason") &&
+	    !key[IK_FAILURE] &&
 	    (!cJSON_AddStringToObject(props, "$failure_reason", "errMergeRequiresImport") ||
 	     !cJSON_AddStringToObject(props, "$failure_description",
 				      "$merge is only accepted through /import with the project secret")))
@@ -487,7 +519,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	if (!did)
 		did = "";
 	if (sent && sent[0] && strcmp(sent, did) != 0 &&
-	    !cJSON_GetObjectItemCaseSensitive(props, "$distinct_id_before_identity") &&
+	    !key[IK_BEFORE] &&
 	    !cJSON_AddStringToObject(props, "$distinct_id_before_identity", sent))
 		return MP_E_NOMEM;
 	if (strlen(did) > INGEST_MAX_STRING)
@@ -500,7 +532,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		return ingest_fail(res, index, rec, "properties.distinct_id",
 				   "'properties.distinct_id' is not valid UTF-8");
 	/* $insert_id */
-	iv = cJSON_GetObjectItemCaseSensitive(props, "$insert_id");
+	iv = key[IK_INSERT_ID];
 	if (opts->strict && opts->endpoint == INGEST_IMPORT &&
 	    (!cJSON_IsString(iv) || !ingest_insert_id_ok(iv->valuestring)))
 		return ingest_fail(res, index, rec, "properties.$insert_id",
@@ -508,7 +540,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 				      : "'properties.$insert_id' is required");
 	if (iv && (!cJSON_IsString(iv) || !iv->valuestring[0] || strlen(iv->valuestring) > INGEST_MAX_STRING)) {
 		/* not usable as a dedup key: drop it so it is not stored either */
-		cJSON_DeleteItemFromObjectCaseSensitive(props, "$insert_id");
+		cJSON_Delete(cJSON_DetachItemViaPointer(props, iv));
 		iv = NULL;
 	}
 	/* limits, truncation, UTF-8 */
@@ -540,12 +572,14 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	 * ip: spec §7.1; mp_processing_time_ms is set by export, so a re-imported
 	 * export must not carry it twice).  Detached, not freed: DID may point
 	 * into the distinct_id item. */
-	if ((rc = ingest_bury(res, props, "time")) != MP_OK || (rc = ingest_bury(res, props, "distinct_id")) != MP_OK ||
-	    (rc = ingest_bury(res, props, "token")) != MP_OK || (rc = ingest_bury(res, props, "ip")) != MP_OK ||
-	    (rc = ingest_bury(res, props, "mp_processing_time_ms")) != MP_OK)
+	if ((rc = ingest_bury(res, props, key[IK_TIME])) != MP_OK ||
+	    (rc = ingest_bury(res, props, key[IK_DID])) != MP_OK ||
+	    (rc = ingest_bury(res, props, key[IK_TOKEN])) != MP_OK || (rc = ingest_bury(res, props, key[IK_IP])) != MP_OK ||
+	    (rc = ingest_bury(res, props, key[IK_PTIME])) != MP_OK)
 		return rc;
 	if (opts->endpoint == INGEST_IMPORT) {
-		cJSON_DeleteItemFromObjectCaseSensitive(props, "$import");
+		if (key[IK_IMPORT])
+			cJSON_Delete(cJSON_DetachItemViaPointer(props, key[IK_IMPORT]));
 		if (!cJSON_AddTrueToObject(props, "$import"))
 			return MP_E_NOMEM;
 	}
