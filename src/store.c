@@ -19,7 +19,8 @@
  *      final id; the staged map of an open shard holds exactly the stage
  *      table's (id -> seq) as the writer's transaction sees them, and the
  *      appended map exactly the ids in `events` above base_max (the rows
- *      appended at its right edge since the maps were loaded).
+ *      appended at its right edge or merged from the stage since base_max
+ *      was set).
  *      Saved definitions (the funnels, bookmarks, dashboards and
  *      dashboard_items tables of meta.db) are the exception:
  *      they hold no cached state, so short-lived connections of the query
@@ -53,7 +54,7 @@
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
 #define STORE_STAGE_MAX 32768            /* staged events that trigger a merge into `events` */
-#define STORE_APPENDED_MAX 65536         /* appended ids remembered before base_max moves up */
+#define STORE_APPENDED_MAX 131072        /* ids above base_max remembered before it moves up */
 #define STORE_WAL_CKPT_PAGES 16384       /* new WAL frames (64 MiB) that wake the checkpointer */
 #define STORE_WAL_MAX_PAGES 65536        /* WAL frames (256 MiB) past which the writer checkpoints */
 #define STORE_CKPT_QUEUE 32              /* shards waiting for the checkpointer */
@@ -253,7 +254,7 @@ struct shard {
 	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
 	struct imap appended;     /* id -> 1 of every row in `events` above base_max (invariant 5) */
-	int64_t base_max;         /* largest id in `events` when the maps were loaded */
+	int64_t base_max;         /* ids up to here are looked up in `events`; above, in appended */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
 	int wal_asked;            /* WAL frames when the checkpointer was last asked (0: since the log restarted) */
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
@@ -896,16 +897,38 @@ static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, i
 	return MP_E_TOOBIG;
 }
 
+/* Past STORE_APPENDED_MAX remembered ids, forget them: ids up to main_max
+ * take the lookup from now on (invariant 5 holds with base_max = main_max). */
+static void shard_bound_appended(struct shard *sh)
+{
+	if (sh->appended.n >= STORE_APPENDED_MAX) {
+		imap_empty(&sh->appended);
+		sh->base_max = sh->main_max;
+	}
+}
+
 /* Move every staged row into `events`, in id order (invariant 5). */
 static enum mp_err store_merge_stage(struct shard *sh)
 {
 	enum mp_err rc;
+	size_t i;
 
 	if ((rc = store_exec(sh->db, "INSERT INTO events(id,e,d,r,p) SELECT id,e,d,r,p FROM stage ORDER BY id")) != MP_OK ||
 	    (rc = store_exec(sh->db, "DELETE FROM stage")) != MP_OK)
 		return rc;
-	/* reload the (now empty) map and main_max; a rollback reloads them too */
-	return shard_load_stage(sh);
+	/* the staged rows are in `events` now: those above base_max join the
+	 * appended ones (a rollback reloads every map from the tables) */
+	for (i = 0; i < sh->staged.cap; i++) {
+		int64_t id = sh->staged.keys[i];
+
+		if (id > sh->base_max && (rc = imap_put(&sh->appended, id, 1)) != MP_OK)
+			return rc;
+		if (id > sh->main_max)
+			sh->main_max = id;
+	}
+	imap_empty(&sh->staged);
+	shard_bound_appended(sh);
+	return MP_OK;
 }
 
 /* Record the identity link DEVICE -> D_ID at time T unless the shard holds
@@ -1011,13 +1034,9 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 	}
 	if (append) {
 		sh->main_max = free_id;
-		if (sh->appended.n >= STORE_APPENDED_MAX) {
-			/* forget them: ids up to here now take the lookup */
-			imap_empty(&sh->appended);
-			sh->base_max = free_id;
-		} else if ((rc = imap_put(&sh->appended, free_id, 1)) != MP_OK) {
+		if ((rc = imap_put(&sh->appended, free_id, 1)) != MP_OK)
 			return rc;
-		}
+		shard_bound_appended(sh);
 	} else if ((rc = imap_put(&sh->staged, free_id, sqlite3_last_insert_rowid(sh->db))) != MP_OK) {
 		return rc;
 	}

@@ -1285,7 +1285,9 @@ out:
 
 /* Past STORE_STAGE_MAX staged events the stage is merged into `events`:
  * duplicates are still found on both sides of a merge, and export sees
- * every event once, in time order, whichever table holds it. */
+ * every event once, in time order, whichever table holds it.  The batches
+ * go newest first, so all but the first are older than `events`' newest
+ * row and are staged (38,000 events: one merge, then 5,232 staged). */
 static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 {
 	enum { N = 40000, B = 2000 };
@@ -1300,17 +1302,21 @@ static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 		goto out;
 	for (i = 0; i < N; i++)
 		snprintf(iid[i], sizeof iid[i], "m%d", i);
-	for (k = 0; k < N / B; k++) {
+	for (k = N / B - 1; k >= 0; k--) {
 		for (i = 0; i < B; i++)
 			evs[i] = (struct ev){ T0 + (k * B + i) * 7 % (N * 7), "e", "u", iid[k * B + i], NULL };
 		wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, B, 0, __LINE__);
 	}
-	/* the first batch is in `events` by now, the last one may be staged */
+	/* the oldest batch (sent last) is staged, the newest one was appended,
+	 * the ones between were merged */
 	for (i = 0; i < B; i++)
 		evs[i] = (struct ev){ T0 + i * 7 % (N * 7), "e", "u", iid[i], "{'again':true}" };
 	wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
 	for (i = 0; i < B; i++)
 		evs[i] = (struct ev){ T0 + (N - B + i) * 7 % (N * 7), "e", "u", iid[N - B + i], "{'again':true}" };
+	wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
+	for (i = 0; i < B; i++)
+		evs[i] = (struct ev){ T0 + (N / 2 + i) * 7 % (N * 7), "e", "u", iid[N / 2 + i], "{'again':true}" };
 	wrote_at(store_fx_write(f.sp, evs, B, RECV), MP_OK, 0, B, __LINE__);
 	if (fx_reopen(&f) != 0)
 		goto out;
