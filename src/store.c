@@ -1688,24 +1688,25 @@ fail:
 	return rc;
 }
 
+/* Set *STOPPING under MU, wake the thread waiting on CV, and join it. */
+static void store_stop_thread(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, int *stopping)
+{
+	pthread_mutex_lock(mu);
+	*stopping = 1;
+	pthread_cond_signal(cv);
+	pthread_mutex_unlock(mu);
+	pthread_join(t, NULL);
+}
+
 static void store_project_close(struct store_project *sp)
 {
 	size_t i;
 
-	if (sp->writer_started) {
-		pthread_mutex_lock(&sp->mu);
-		sp->stopping = 1;
-		pthread_cond_signal(&sp->cv);
-		pthread_mutex_unlock(&sp->mu);
-		pthread_join(sp->writer, NULL);
-	}
-	if (sp->ckpt_started) {
-		pthread_mutex_lock(&sp->ckpt_mu);
-		sp->ckpt_stopping = 1;
-		pthread_cond_signal(&sp->ckpt_cv);
-		pthread_mutex_unlock(&sp->ckpt_mu);
-		pthread_join(sp->ckpt, NULL);
-	}
+	/* the writer first: its last commits may still ask for checkpoints */
+	if (sp->writer_started)
+		store_stop_thread(sp->writer, &sp->mu, &sp->cv, &sp->stopping);
+	if (sp->ckpt_started)
+		store_stop_thread(sp->ckpt, &sp->ckpt_mu, &sp->ckpt_cv, &sp->ckpt_stopping);
 	for (i = 0; i < sp->n_shards; i++)
 		shard_close(sp->shards[i]);
 	free(sp->shards);

@@ -1283,6 +1283,27 @@ out:
 	fx_close(&f);
 }
 
+/* 1 if the exported lines ARR are in time order; *AGAIN (if not NULL)
+ * counts the lines whose properties carry "again": true. */
+static int export_in_time_order(const cJSON *arr, int *again)
+{
+	const cJSON *line;
+	long long prev = -1;
+	int ordered = 1;
+
+	cJSON_ArrayForEach(line, arr) {
+		const cJSON *props = cJSON_GetObjectItemCaseSensitive(line, "properties");
+		long long t = (long long)cJSON_GetObjectItemCaseSensitive(props, "time")->valuedouble;
+
+		if (t < prev)
+			ordered = 0;
+		prev = t;
+		if (again)
+			*again += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(props, "again"));
+	}
+	return ordered;
+}
+
 /* Past STORE_STAGE_MAX staged events the stage is merged into `events`:
  * duplicates are still found on both sides of a merge, and export sees
  * every event once, in time order, whichever table holds it.  The batches
@@ -1294,9 +1315,8 @@ static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 	static char iid[N][16];
 	struct ev *evs = calloc(B, sizeof *evs);
 	struct store_fx f;
-	cJSON *arr = NULL, *line;
-	int i, k, n, ordered = 1;
-	long long prev = -1;
+	cJSON *arr = NULL;
+	int i, k, n;
 
 	if (!evs || fx_open(&f, "month") != 0)
 		goto out;
@@ -1323,15 +1343,7 @@ static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 	arr = EXPORT_ALL(f.sp);
 	n = cJSON_GetArraySize(arr);
 	CHECK_INT(n, N);
-	cJSON_ArrayForEach(line, arr) {
-		cJSON *props = cJSON_GetObjectItemCaseSensitive(line, "properties");
-		long long t = (long long)cJSON_GetObjectItemCaseSensitive(props, "time")->valuedouble;
-
-		if (t < prev)
-			ordered = 0;
-		prev = t;
-	}
-	CHECK(ordered);
+	CHECK(export_in_time_order(arr, NULL));
 	CHECK_INT(store_event_count(f.sp), N);
 out:
 	cJSON_Delete(arr);
@@ -1350,9 +1362,8 @@ static void ordered_import_appends_and_still_dedups(void)
 	static char iid[N][16], late_iid[LATE][16];
 	struct ev *evs = calloc(B, sizeof *evs);
 	struct store_fx f;
-	cJSON *arr = NULL, *line;
-	int i, k, n, ordered = 1, again = 0;
-	long long prev = -1;
+	cJSON *arr = NULL;
+	int i, k, n, again = 0;
 
 	if (!evs || fx_open(&f, "month") != 0)
 		goto out;
@@ -1390,16 +1401,7 @@ static void ordered_import_appends_and_still_dedups(void)
 	arr = EXPORT_ALL(f.sp);
 	n = cJSON_GetArraySize(arr);
 	CHECK_INT(n, N + LATE);
-	cJSON_ArrayForEach(line, arr) {
-		cJSON *props = cJSON_GetObjectItemCaseSensitive(line, "properties");
-		long long t = (long long)cJSON_GetObjectItemCaseSensitive(props, "time")->valuedouble;
-
-		if (t < prev)
-			ordered = 0;
-		prev = t;
-		again += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(props, "again"));
-	}
-	CHECK(ordered);
+	CHECK(export_in_time_order(arr, &again));
 	CHECK_INT(again, 3 * B + LATE);
 	CHECK_INT(store_event_count(f.sp), N + LATE);
 out:
