@@ -74,7 +74,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { machineInfo } from './lib/machine.mjs';
-import { fail, stopServer, logTail, ini, table, fmtMs, median, dirBytes, waitExit, cpuSnapshot, cpuOthers } from './lib/harness.mjs';
+import { fail, stopServer, logTail, ini, table, fmtMs, median, dirBytes, waitExit, cpuSnapshot, cpuOthers, procStatus } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const BIN = process.env.MIXPANELD || path.join(ROOT, 'build/mixpaneld');
@@ -133,17 +133,6 @@ const log = (msg) => console.log(`identity_bench: ${msg} (${elapsed().toFixed(0)
 
 const dayStr = (ms) => new Date(ms).toISOString().slice(0, 10);
 const dayMs = (s) => Date.parse(`${s}T00:00:00Z`);
-
-function procStatus(pid) {
-  const out = {};
-  try {
-    for (const l of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-      const m = l.match(/^(Vm\w+):\s+(\d+) kB/);
-      if (m) out[m[1]] = Number(m[2]) * 1024;
-    }
-  } catch { /* gone */ }
-  return out;
-}
 
 // CPU ticks (1/100 s) PID has used.
 function cpuTicks(pid) {

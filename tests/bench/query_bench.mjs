@@ -74,7 +74,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { machineInfo } from './lib/machine.mjs';
-import { fail, stopServer, logTail, ini, table, fmtMs, median, dirBytes, waitExit, cpuSnapshot, cpuOthers } from './lib/harness.mjs';
+import { fail, stopServer, logTail, ini, table, fmtMs, median, dirBytes, waitExit, cpuSnapshot, cpuOthers, procStatus } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const BIN = process.env.MIXPANELD || path.join(ROOT, 'build/mixpaneld');
@@ -157,17 +157,6 @@ function dayStr(ms) {
 
 function dayMs(s) {
   return Date.parse(`${s}T00:00:00Z`);
-}
-
-function procStatus(pid) {
-  const out = {};
-  try {
-    for (const l of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-      const m = l.match(/^(Vm\w+|Rss\w+):\s+(\d+) kB/);
-      if (m) out[m[1]] = Number(m[2]) * 1024;
-    }
-  } catch { /* gone */ }
-  return out;
 }
 
 // ---------- processes ----------
@@ -1119,8 +1108,13 @@ async function main() {
 
     // 4. memory, then a restart
     const st = procStatus(server.proc.pid);
-    result.memory = { peak_rss_bytes: st.VmHWM ?? null, rss_bytes: st.VmRSS ?? null };
-    log(`mixpaneld peak RSS ${fmtBytes(st.VmHWM || 0)}, RSS now ${fmtBytes(st.VmRSS || 0)}; restarting it`);
+    result.memory = {
+      peak_rss_bytes: st.VmHWM ?? null, rss_bytes: st.VmRSS ?? null,
+      rss_anon_bytes: st.RssAnon ?? null, rss_file_bytes: st.RssFile ?? null, rss_shmem_bytes: st.RssShmem ?? null,
+    };
+    log(`mixpaneld peak RSS ${fmtBytes(st.VmHWM || 0)}, RSS now ${fmtBytes(st.VmRSS || 0)} ` +
+      `(heap and other anonymous ${fmtBytes(st.RssAnon || 0)}, mapped files ${fmtBytes(st.RssFile || 0)}, ` +
+      `shared ${fmtBytes(st.RssShmem || 0)}); restarting it`);
     const code = await stopServer(server);
     server = null;
     if (code !== 0) throw fail(`mixpaneld exited with ${code} after SIGTERM:\n${logTail(p.log)}`);

@@ -109,3 +109,15 @@ export function cpuOthers(a, b, mine) {
   top.sort((x, y) => y[1] - x[1]);
   return { seconds: secs, others_pct: pct(others), top_others: top.slice(0, 3).map(([c, v]) => `${c} ${pct(v)}%`) };
 }
+
+// /proc/PID/status: the Vm* and Rss* fields, in bytes ({} once PID is gone).
+export function procStatus(pid) {
+  const out = {};
+  try {
+    for (const l of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+      const m = l.match(/^(Vm\w+|Rss\w+):\s+(\d+) kB/);
+      if (m) out[m[1]] = Number(m[2]) * 1024;
+    }
+  } catch { /* gone */ }
+  return out;
+}
