@@ -897,14 +897,23 @@ static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, i
 	return MP_E_TOOBIG;
 }
 
-/* Past STORE_APPENDED_MAX remembered ids, forget them: ids up to main_max
- * take the lookup from now on (invariant 5 holds with base_max = main_max). */
+/* Forget the appended ids: ids up to main_max take the lookup from now on
+ * (invariant 5 holds with base_max = main_max).  FREE: give the map's
+ * memory back too (an idle writer), else keep it for the next ids. */
+static void shard_forget_appended(struct shard *sh, int free_map)
+{
+	if (free_map)
+		imap_clear(&sh->appended);
+	else
+		imap_empty(&sh->appended);
+	sh->base_max = sh->main_max;
+}
+
+/* Past STORE_APPENDED_MAX remembered ids, forget them. */
 static void shard_bound_appended(struct shard *sh)
 {
-	if (sh->appended.n >= STORE_APPENDED_MAX) {
-		imap_empty(&sh->appended);
-		sh->base_max = sh->main_max;
-	}
+	if (sh->appended.n >= STORE_APPENDED_MAX)
+		shard_forget_appended(sh, 0);
 }
 
 /* Move every staged row into `events`, in id order (invariant 5). */
@@ -1510,8 +1519,15 @@ static void *store_writer_main(void *arg)
 				size_t i;
 
 				pthread_mutex_unlock(&sp->mu);
-				for (i = 0; i < sp->n_shards; i++)
-					sqlite3_db_release_memory(sp->shards[i]->db);
+				for (i = 0; i < sp->n_shards; i++) {
+					struct shard *sh = sp->shards[i];
+
+					sqlite3_db_release_memory(sh->db);
+					/* the id maps (up to 8 MiB each) */
+					shard_forget_appended(sh, 1);
+					if (!sh->staged.n)
+						imap_clear(&sh->staged);
+				}
 				sqlite3_db_release_memory(sp->meta);
 				/* and the heap the requests' parsing left free */
 				malloc_trim(0);
