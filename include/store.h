@@ -48,6 +48,10 @@
 #include "err.h"
 #include "profile.h"
 
+/* Events older than a shard's newest are staged in arrival order and moved
+ * into `events`, in id order, once this many are staged (docs/STORAGE.md). */
+#define STORE_STAGE_MAX 32768
+
 struct store;
 struct store_project;
 struct store_export;

@@ -53,7 +53,6 @@
 
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
-#define STORE_STAGE_MAX 32768            /* staged events that trigger a merge into `events` */
 #define STORE_APPENDED_MAX 131072        /* ids above base_max remembered before it moves up */
 #define STORE_WAL_CKPT_PAGES 16384       /* new WAL frames (64 MiB) that wake the checkpointer */
 #define STORE_WAL_MAX_PAGES 65536        /* WAL frames (256 MiB) past which the writer checkpoints */

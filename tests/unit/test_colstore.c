@@ -950,11 +950,11 @@ static void views_are_current_and_held_views_unchanged(void)
 	fx_close(&f);
 }
 
-/* Over 32768 staged events the writer merges `stage` into `events`: the
- * view must read both tables. */
+/* Over STORE_STAGE_MAX staged events the writer merges `stage` into
+ * `events`: the view must read both tables. */
 static void reads_both_events_and_stage(void)
 {
-	enum { N = 36000, B = 2000 };
+	enum { B = 2000, N = (STORE_STAGE_MAX / B + 2) * B };
 	struct fx f;
 	struct cs_view *v;
 	struct ev *evs = calloc(B, sizeof *evs);

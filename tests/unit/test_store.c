@@ -1308,10 +1308,10 @@ static int export_in_time_order(const cJSON *arr, int *again)
  * duplicates are still found on both sides of a merge, and export sees
  * every event once, in time order, whichever table holds it.  The batches
  * go newest first, so all but the first are older than `events`' newest
- * row and are staged (38,000 events: one merge, then 5,232 staged). */
+ * row and are staged: one merge, then a few batches staged again. */
 static void dedup_and_export_span_the_stage_and_the_merged_table(void)
 {
-	enum { N = 40000, B = 2000 };
+	enum { B = 2000, N = (STORE_STAGE_MAX / B + 4) * B };
 	static char iid[N][16];
 	struct ev *evs = calloc(B, sizeof *evs);
 	struct store_fx f;
