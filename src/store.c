@@ -345,6 +345,13 @@ static enum mp_err store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st
 	return MP_OK;
 }
 
+/* The pragma for the configured sync mode (every connection that writes or
+ * checkpoints a file must sync it the same way). */
+static const char *store_sync_pragma(enum config_sync sync)
+{
+	return sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+}
+
 /* Open a database file, set WAL and sync mode, apply KIND's migrations. */
 static enum mp_err store_db_open(const char *path, const char *kind, enum config_sync sync,
 				 int readonly, sqlite3 **out)
@@ -377,8 +384,7 @@ static enum mp_err store_db_open(const char *path, const char *kind, enum config
 	/* checkpoint every ~64 MiB of WAL instead of 4 MiB: fewer fsyncs */
 	if ((err = store_exec(db, "PRAGMA wal_autocheckpoint=16384")) != MP_OK)
 		goto out;
-	if ((err = store_exec(db, sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL"
-							  : "PRAGMA synchronous=NORMAL")) != MP_OK)
+	if ((err = store_exec(db, store_sync_pragma(sync))) != MP_OK)
 		goto out;
 	/* 64 MiB of page cache per open file (used only as pages are touched):
 	 * keeps a month shard's hot b-tree pages and dictionary index in memory */
@@ -676,8 +682,7 @@ static void *store_ckpt_main(void *arg)
 		snprintf(path, sizeof path, "%s/events-%s.db", sp->dir, key);
 		rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(db, sp->st->cfg->sync == CONFIG_SYNC_FULL ? "PRAGMA synchronous=FULL"
-					  : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+			rc = sqlite3_exec(db, store_sync_pragma(sp->st->cfg->sync), NULL, NULL, NULL);
 		/* again while the writer added many frames during the last pass:
 		 * it copies what is left at its next commit, briefly */
 		for (pass = 0, done = 0; rc == SQLITE_OK && pass < 6; pass++) {
