@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "http_reply.h"
 #include "ingest.h"
+#include "jarena.h"
 #include "expr.h"
 #include "log.h"
 #include "query.h"
@@ -82,6 +83,7 @@ struct req {
 	/* ingestion */
 	struct rp_result rp;
 	struct ingest_result ing;
+	struct jarena *arena;   /* the request's cJSON trees (NULL: malloc) */
 	enum ingest_endpoint endpoint;
 	int json_body;          /* payload was a JSON/NDJSON body (modern /import) */
 	const struct config_project *import_project; /* /import: whose secret was presented */
@@ -384,7 +386,11 @@ static enum MHD_Result http_ingest(struct req *r)
 	in.content_type = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
 	in.content_encoding = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Encoding");
 	in.max_inflated = srv->cfg->max_body_bytes;
+	/* the trees live until the request is done (http_completed) */
+	r->arena = jarena_new();
+	jarena_enter(r->arena);
 	rc = rp_decode(&in, &r->rp, err, sizeof err);
+	jarena_leave();
 	memset(&opts, 0, sizeof opts);
 	opts.project = r->import_project; /* /import: authenticated before the body was read */
 	if (rc == MP_E_TOOBIG)
@@ -410,7 +416,9 @@ static enum MHD_Result http_ingest(struct req *r)
 	opts.use_ip = http_truthy(http_param(r, "ip"));
 	opts.client_ip = ip[0] ? ip : NULL;
 	opts.now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	jarena_enter(r->arena);
 	rc = ingest_prepare(records, &opts, &r->ing);
+	jarena_leave();
 	if (rc == MP_E_TOOBIG)
 		return http_ingest_answer(r, MP_E_TOOBIG, r->ing.first_error);
 	if (rc != MP_OK)
@@ -785,6 +793,7 @@ static void http_completed_cb(void *cls, struct MHD_Connection *con, void **con_
 		 r->why[0] ? " error: " : "", r->why);
 	rp_result_free(&r->rp);
 	ingest_result_free(&r->ing);
+	jarena_release(r->arena);
 	buf_free(&r->body);
 	free(r->uri);
 	free(r);

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "http_server.h"
 #include "import_cli.h"
+#include "jarena.h"
 #include "log.h"
 #include "store.h"
 
@@ -45,6 +46,9 @@ static int main_serve(const char *cfg_path, const char *port, const char *data_d
 		fprintf(stderr, "mixpaneld: %s\n", err);
 		return 2;
 	}
+	/* before any thread exists: it changes cJSON's global hooks */
+	if (jarena_install() != 0)
+		log_warn("cannot reserve the request arenas' address range: request trees use malloc");
 	if (port) {
 		char *end;
 		long p = strtol(port, &end, 10);
