@@ -29,6 +29,11 @@
  *      dedup relies on unbroken runs of taken slots from a key's home slot.
  *      A privacy deletion overwrites a row with a tombstone (e = 0, d = 0,
  *      empty properties) that keeps its slot taken; readers skip e = 0.
+ *   7. No row of `events` has an id in a shard's [gap_lo, gap_hi): a slot
+ *      lookup that found the next row above an id remembers the gap, so
+ *      later ids in it (a backfill behind newer rows, in time order) need
+ *      no lookup.  Appends land above main_max >= gap_hi - 1; a stage merge
+ *      and a rollback (map reload) empty the gap.
  */
 #include "store.h"
 
@@ -255,6 +260,7 @@ struct shard {
 	struct imap appended;     /* id -> 1 of every row in `events` above base_max (invariant 5) */
 	int64_t base_max;         /* ids up to here are looked up in `events`; above, in appended */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
+	int64_t gap_lo, gap_hi;   /* no row of `events` has an id in [gap_lo, gap_hi) (invariant 7) */
 	int wal_asked;            /* WAL frames when the checkpointer was last asked (0: since the log restarted) */
 	uint64_t anon_seq;        /* slot source for events without $insert_id */
 	int64_t insert_id_key;    /* dict id of "$insert_id", 0 if not yet interned */
@@ -581,6 +587,7 @@ static enum mp_err shard_load_stage(struct shard *sh)
 		return MP_E_STORE;
 	}
 	sh->main_max = sh->base_max = sqlite3_column_int64(st, 0);
+	sh->gap_lo = sh->gap_hi = 0;
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(sh->db, "SELECT seq, id FROM stage", -1, &st, NULL) != SQLITE_OK)
 		return MP_E_STORE;
@@ -724,7 +731,7 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	if ((rc = store_prepare(sh->db, "INSERT INTO stage(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_stage_ins)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stage SET p=?, r=? WHERE seq=?", &sh->st_stage_upd)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO events(id,e,d,r,p) VALUES(?,?,?,?,?)", &sh->st_main_ins)) ||
-	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM events WHERE id=?", &sh->st_main_get)) ||
+	    (rc = store_prepare(sh->db, "SELECT e,d,p,id FROM events WHERE id>=? ORDER BY id LIMIT 1", &sh->st_main_get)) ||
 	    (rc = store_prepare(sh->db, "SELECT e,d,p FROM stage WHERE seq=?", &sh->st_stage_get)) ||
 	    (rc = store_prepare(sh->db, "UPDATE events SET p=?, r=? WHERE id=?", &sh->st_dup_upd)) ||
 	    (rc = store_prepare(sh->db, "INSERT INTO dict(s) VALUES(?)", &sh->st_dict_ins)) ||
@@ -841,10 +848,18 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 
 	*dup = 0;
 	*stage_seq = seq;
-	if (!seq && (id > sh->main_max || (id > sh->base_max && !imap_get(&sh->appended, id))))
-		return 0; /* not in `events` (invariant 5): the common case, no lookup */
+	if (!seq && (id > sh->main_max || (id >= sh->gap_lo && id < sh->gap_hi) ||
+		     (id > sh->base_max && !imap_get(&sh->appended, id))))
+		return 0; /* not in `events` (invariants 5, 7): the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
+	if (r == SQLITE_ROW && !seq && sqlite3_column_int64(st, 3) != id) {
+		/* the seek found the next row above ID: nothing in between */
+		sh->gap_lo = id;
+		sh->gap_hi = sqlite3_column_int64(st, 3);
+		sqlite3_reset(st);
+		return 0;
+	}
 	if (r == SQLITE_ROW) {
 		if (ev->insert_id && sqlite3_column_int64(st, 0) == e_id && sqlite3_column_int64(st, 1) == d_id) {
 			const unsigned char *p = sqlite3_column_blob(st, 2), *v, *ve, *s;
@@ -865,6 +880,8 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 		log_error("shard %s: staged row %lld is missing", sh->key, (long long)seq);
 		return -(int)MP_E_STORE;
 	}
+	sh->gap_lo = id;  /* no row at or above ID */
+	sh->gap_hi = sh->main_max + 1;
 	return 0;
 }
 
@@ -926,6 +943,7 @@ static enum mp_err store_merge_stage(struct shard *sh)
 	enum mp_err rc;
 	size_t i;
 
+	sh->gap_lo = sh->gap_hi = 0;  /* invariant 7: rows land anywhere */
 	if ((rc = store_exec(sh->db, "INSERT INTO events(id,e,d,r,p) SELECT id,e,d,r,p FROM stage ORDER BY id")) != MP_OK ||
 	    (rc = store_exec(sh->db, "DELETE FROM stage")) != MP_OK)
 		return rc;
