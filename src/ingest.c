@@ -39,11 +39,12 @@ int ingest_blocked_id(const char *s)
 {
 	size_t i, n = strlen(s);
 
-	/* the blocked values are at most 9 bytes long, or the 36-byte zero UUID */
+	/* the blocked values are at most 9 bytes long, or the 36-byte zero UUID;
+	 * only one of the same length can match (a UUID-shaped id is common) */
 	if (n > 9 && n != 36)
 		return 0;
 	for (i = 0; ingest_blocked[i]; i++)
-		if (strcasecmp(s, ingest_blocked[i]) == 0)
+		if (strlen(ingest_blocked[i]) == n && strcasecmp(s, ingest_blocked[i]) == 0)
 			return 1;
 	return 0;
 }

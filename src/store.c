@@ -18,9 +18,9 @@
  *   5. An event row is in exactly one of `events` and `stage`, under its
  *      final id; the staged map of an open shard holds exactly the stage
  *      table's (id -> seq) as the writer's transaction sees them, and the
- *      appended map exactly the ids in `events` above base_max (the rows
- *      appended at its right edge or merged from the stage since base_max
- *      was set).
+ *      appended map and the edge list together exactly the ids in `events`
+ *      above base_max (the rows merged from the stage, and the rows
+ *      appended at its right edge, in id order, since base_max was set).
  *      Saved definitions (the funnels, bookmarks, dashboards and
  *      dashboard_items tables of meta.db) are the exception:
  *      they hold no cached state, so short-lived connections of the query
@@ -70,8 +70,12 @@
 
 /* ---------- string -> id cache (open addressing, power-of-two) ---------- */
 
+/* An entry keeps the string's first 8 bytes and its hash beside the id, so
+ * a lookup of a short string (most property keys and values) reads no other
+ * memory, and a longer one compares only its tail. */
 struct strmap_ent {
-	char *s;
+	char *s;          /* NULL: empty */
+	uint64_t head;    /* the first 8 bytes, zero-padded */
 	uint32_t len;
 	uint32_t hash;
 	int64_t id;
@@ -82,6 +86,51 @@ struct strmap {
 	size_t cap;   /* power of two or 0 */
 	size_t n;
 };
+
+/* A string looked up or added: computed once per string. */
+struct strmap_key {
+	const char *s;
+	size_t n;
+	uint64_t head;
+	uint32_t hash;
+};
+
+static uint64_t strmap_load8(const char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, 8);
+	return w;
+}
+
+/* The map's own hash: in memory only (never persisted, unlike
+ * store_hash64's slot choice), so it may change freely.  Fixed-size loads
+ * only: the head, then 8 bytes at a time, the last load overlapping. */
+static struct strmap_key strmap_key(const char *s, size_t n)
+{
+	struct strmap_key k = { s, n, 0, 0 };
+	uint64_t h;
+	size_t i;
+
+	if (n >= 8) {
+		k.head = strmap_load8(s);
+	} else {
+		for (i = 0; i < n; i++)
+			k.head |= (uint64_t)(unsigned char)s[i] << (8 * i);
+	}
+	h = (k.head ^ (uint64_t)n * 0x9E3779B97F4A7C15ULL) * 0xff51afd7ed558ccdULL;
+	if (n > 8) {
+		for (i = 8; i + 8 < n; i += 8) {
+			h = (h ^ strmap_load8(s + i)) * 0xc4ceb9fe1a85ec53ULL;
+			h ^= h >> 29;
+		}
+		h = (h ^ strmap_load8(s + n - 8)) * 0xc4ceb9fe1a85ec53ULL;
+	}
+	h ^= h >> 32;
+	h *= 0x9E3779B97F4A7C15ULL;
+	k.hash = (uint32_t)(h >> 32);
+	return k;
+}
 
 static uint64_t store_hash64(const void *p, size_t n, uint64_t h)
 {
@@ -119,24 +168,26 @@ static void strmap_clear(struct strmap *m)
 	m->cap = m->n = 0;
 }
 
-static int64_t strmap_get(const struct strmap *m, const char *s, size_t n, uint32_t h)
+static int64_t strmap_get(const struct strmap *m, const struct strmap_key *k)
 {
 	size_t i;
 
 	if (!m->cap)
 		return 0;
-	for (i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+	for (i = k->hash & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
 		const struct strmap_ent *e = &m->ents[i];
 
 		if (!e->s)
 			return 0;
-		if (e->hash == h && e->len == n && memcmp(e->s, s, n) == 0)
+		if (e->hash == k->hash && e->len == k->n && e->head == k->head &&
+		    (k->n <= 8 || memcmp(e->s + 8, k->s + 8, k->n - 8) == 0))
 			return e->id;
 	}
 }
 
-static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_t h, int64_t id)
+static enum mp_err strmap_put(struct strmap *m, const struct strmap_key *k, int64_t id)
 {
+	struct strmap_ent *e;
 	size_t i;
 
 	if ((m->n + 1) * 2 > m->cap) {
@@ -146,8 +197,7 @@ static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_
 		if (!ne)
 			return MP_E_NOMEM;
 		for (j = 0; j < m->cap; j++) {
-			struct strmap_ent *e = &m->ents[j];
-
+			e = &m->ents[j];
 			if (!e->s)
 				continue;
 			for (i = e->hash & (ncap - 1); ne[i].s; i = (i + 1) & (ncap - 1))
@@ -158,16 +208,17 @@ static enum mp_err strmap_put(struct strmap *m, const char *s, size_t n, uint32_
 		m->ents = ne;
 		m->cap = ncap;
 	}
-	for (i = h & (m->cap - 1); m->ents[i].s; i = (i + 1) & (m->cap - 1))
+	for (i = k->hash & (m->cap - 1); m->ents[i].s; i = (i + 1) & (m->cap - 1))
 		;
-	m->ents[i].s = malloc(n + 1);
-	if (!m->ents[i].s)
+	e = &m->ents[i];
+	if (!(e->s = malloc(k->n + 1)))
 		return MP_E_NOMEM;
-	memcpy(m->ents[i].s, s, n);
-	m->ents[i].s[n] = '\0';
-	m->ents[i].len = (uint32_t)n;
-	m->ents[i].hash = h;
-	m->ents[i].id = id;
+	memcpy(e->s, k->s, k->n);
+	e->s[k->n] = '\0';
+	e->head = k->head;
+	e->len = (uint32_t)k->n;
+	e->hash = k->hash;
+	e->id = id;
 	m->n++;
 	return MP_OK;
 }
@@ -206,12 +257,56 @@ static int64_t imap_get(const struct imap *m, int64_t k)
 {
 	size_t i;
 
-	if (!m->cap)
-		return 0;
+	if (!m->n)
+		return 0;  /* an emptied table is not read (its cache lines are cold) */
 	for (i = imap_slot(m, k); m->keys[i]; i = (i + 1) & (m->cap - 1))
 		if (m->keys[i] == k)
 			return m->vals[i];
 	return 0;
+}
+
+/* ---------- ascending int64 list (ids appended at the right edge) ---------- */
+
+struct ivec {
+	int64_t *v;
+	size_t n, cap;
+};
+
+static void ivec_clear(struct ivec *a)
+{
+	free(a->v);
+	memset(a, 0, sizeof *a);
+}
+
+/* Append K, larger than every element. */
+static enum mp_err ivec_push(struct ivec *a, int64_t k)
+{
+	if (a->n == a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 1024;
+		int64_t *nv = realloc(a->v, ncap * sizeof *nv);
+
+		if (!nv)
+			return MP_E_NOMEM;
+		a->v = nv;
+		a->cap = ncap;
+	}
+	a->v[a->n++] = k;
+	return MP_OK;
+}
+
+static int ivec_has(const struct ivec *a, int64_t k)
+{
+	size_t lo = 0, hi = a->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a->v[mid] < k)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < a->n && a->v[lo] == k;
 }
 
 static enum mp_err imap_put(struct imap *m, int64_t k, int64_t v)
@@ -257,7 +352,8 @@ struct shard {
 	struct strmap dict;
 	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
-	struct imap appended;     /* id -> 1 of every row in `events` above base_max (invariant 5) */
+	struct imap appended;     /* id -> 1 of the rows merged into `events` above base_max (invariant 5) */
+	struct ivec edge;         /* ascending: the rows appended at its right edge above base_max */
 	int64_t base_max;         /* ids up to here are looked up in `events`; above, in appended */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
 	int64_t gap_lo, gap_hi;   /* no row of `events` has an id in [gap_lo, gap_hi) (invariant 7) */
@@ -509,6 +605,7 @@ static void shard_close(struct shard *sh)
 	sqlite3_finalize(sh->st_dup_upd);
 	imap_clear(&sh->staged);
 	imap_clear(&sh->appended);
+	ivec_clear(&sh->edge);
 	sqlite3_finalize(sh->st_link_put);
 	imap_clear(&sh->links);
 	sqlite3_finalize(sh->st_dict_ins);
@@ -537,7 +634,9 @@ static enum mp_err shard_load_dict(struct shard *sh)
 
 		if (!s)
 			continue;
-		if ((rc = strmap_put(&sh->dict, s, n, (uint32_t)store_hash64(s, n, 0xcbf29ce484222325ULL), id)) != MP_OK)
+		struct strmap_key k = strmap_key(s, n);
+
+		if ((rc = strmap_put(&sh->dict, &k, id)) != MP_OK)
 			break;
 		if (n == 10 && memcmp(s, "$insert_id", 10) == 0)
 			sh->insert_id_key = id;
@@ -581,6 +680,7 @@ static enum mp_err shard_load_stage(struct shard *sh)
 
 	imap_clear(&sh->staged);
 	imap_clear(&sh->appended);
+	ivec_clear(&sh->edge);
 	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(id),0) FROM events", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
@@ -811,8 +911,8 @@ static enum mp_err store_shard_for(struct store_project *sp, int64_t t_ms, struc
 static int64_t shard_intern(void *ctx, const char *s, size_t n, int optional)
 {
 	struct shard *sh = ctx;
-	uint32_t h = (uint32_t)store_hash64(s, n, 0xcbf29ce484222325ULL);
-	int64_t id = strmap_get(&sh->dict, s, n, h);
+	struct strmap_key k = strmap_key(s, n);
+	int64_t id = strmap_get(&sh->dict, &k);
 	int rc;
 
 	if (id > 0)
@@ -828,7 +928,7 @@ static int64_t shard_intern(void *ctx, const char *s, size_t n, int optional)
 	if (rc != SQLITE_DONE)
 		return -(int64_t)store_sqlite_err(rc);
 	id = sqlite3_last_insert_rowid(sh->db);
-	if (strmap_put(&sh->dict, s, n, h, id) != MP_OK)
+	if (strmap_put(&sh->dict, &k, id) != MP_OK)
 		return -(int64_t)MP_E_NOMEM;
 	return id;
 }
@@ -849,7 +949,7 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 	*dup = 0;
 	*stage_seq = seq;
 	if (!seq && (id > sh->main_max || (id >= sh->gap_lo && id < sh->gap_hi) ||
-		     (id > sh->base_max && !imap_get(&sh->appended, id))))
+		     (id > sh->base_max && !imap_get(&sh->appended, id) && !ivec_has(&sh->edge, id))))
 		return 0; /* not in `events` (invariants 5, 7): the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
@@ -923,17 +1023,20 @@ static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, i
  * memory back too (an idle writer), else keep it for the next ids. */
 static void shard_forget_appended(struct shard *sh, int free_map)
 {
-	if (free_map)
+	if (free_map) {
 		imap_clear(&sh->appended);
-	else
+		ivec_clear(&sh->edge);
+	} else {
 		imap_empty(&sh->appended);
+		sh->edge.n = 0;
+	}
 	sh->base_max = sh->main_max;
 }
 
 /* Past STORE_APPENDED_MAX remembered ids, forget them. */
 static void shard_bound_appended(struct shard *sh)
 {
-	if (sh->appended.n >= STORE_APPENDED_MAX)
+	if (sh->appended.n + sh->edge.n >= STORE_APPENDED_MAX)
 		shard_forget_appended(sh, 0);
 }
 
@@ -1065,7 +1168,7 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 	}
 	if (append) {
 		sh->main_max = free_id;
-		if ((rc = imap_put(&sh->appended, free_id, 1)) != MP_OK)
+		if ((rc = ivec_push(&sh->edge, free_id)) != MP_OK)
 			return rc;
 		shard_bound_appended(sh);
 	} else if ((rc = imap_put(&sh->staged, free_id, sqlite3_last_insert_rowid(sh->db))) != MP_OK) {
@@ -1301,7 +1404,8 @@ static enum mp_err store_apply_delete(struct store_project *sp, struct store_bat
 			if (i < b->n_delete_ids) {
 				const char *s = b->delete_ids[i];
 				size_t len = strlen(s);
-				int64_t id = strmap_get(&sh->dict, s, len, (uint32_t)store_hash64(s, len, 0xcbf29ce484222325ULL));
+				struct strmap_key k = strmap_key(s, len);
+				int64_t id = strmap_get(&sh->dict, &k);
 
 				if (id > 0)
 					ids[n++] = id;
