@@ -125,14 +125,19 @@ static enum mp_err ingest_fail(struct ingest_result *res, size_t index, const cJ
 
 /* ---------- UTF-8 ---------- */
 
-static int ingest_utf8_valid(const char *s)
+/* 1 if S is valid UTF-8; *LEN gets strlen(S).  One pass: the ASCII prefix
+ * (nearly every string is ASCII) is scanned inline. */
+static int ingest_utf8_scan(const char *s, size_t *len)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), i = 0, k;
+	size_t n, i = 0, k;
 
+	while (p[i] && p[i] < 0x80)
+		i++;
+	*len = n = p[i] ? i + strlen(s + i) : i;
 	while (i < n) {
 		if (p[i] < 0x80) {
-			i++; /* ASCII, nearly every byte: no call */
+			i++;
 			continue;
 		}
 		if (!(k = buf_utf8_seq(p + i, n - i)))
@@ -142,11 +147,19 @@ static int ingest_utf8_valid(const char *s)
 	return 1;
 }
 
-/* Replace each invalid byte with U+FFFD; returns a malloc'd string. */
-static char *ingest_utf8_repair(const char *s)
+static int ingest_utf8_valid(const char *s)
+{
+	size_t n;
+
+	return ingest_utf8_scan(s, &n);
+}
+
+/* Replace each invalid byte of S (N bytes) with U+FFFD; returns a malloc'd
+ * string. */
+static char *ingest_utf8_repair(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), i = 0, o = 0, k;
+	size_t i = 0, o = 0, k;
 	char *out = malloc(n * 3 + 1);
 
 	if (!out)
@@ -196,44 +209,54 @@ static void ingest_check_fail(struct ingest_check *ck, const char *key, const ch
 }
 
 /* Make the string *S valid UTF-8: repaired in place (U+FFFD), or
- * MP_E_INVALID with STRICT.  S is owned by cJSON (malloc'd). */
-static enum mp_err ingest_fix_utf8(char **s, int strict)
+ * MP_E_INVALID with STRICT.  S is owned by cJSON.  *LEN0 gets its length
+ * as sent (also on MP_E_INVALID), *LEN after a repair. */
+static enum mp_err ingest_fix_utf8(char **s, int strict, size_t *len0, size_t *len)
 {
 	char *fixed;
 
-	if (ingest_utf8_valid(*s))
+	if (ingest_utf8_scan(*s, len0)) {
+		*len = *len0;
 		return MP_OK;
+	}
+	*len = *len0;
 	if (strict)
 		return MP_E_INVALID;
-	if (!(fixed = ingest_utf8_repair(*s)))
+	if (!(fixed = ingest_utf8_repair(*s, *len0)))
 		return MP_E_NOMEM;
 	cJSON_free(*s);
 	*s = fixed;
+	*len = strlen(fixed);
 	return MP_OK;
 }
 
-/* Check VALUE (a property value at nesting DEPTH) against Mixpanel's limits,
- * truncating long strings and repairing bad UTF-8 (values and nested keys)
- * in place.  Returns MP_OK, MP_E_INVALID (message in CK) or MP_E_NOMEM. */
-static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, struct ingest_check *ck)
+/* Check VALUE (a property value at nesting DEPTH, its own key KLEN bytes
+ * long, 0 in a list) against Mixpanel's limits, truncating long strings and
+ * repairing bad UTF-8 (values and nested keys) in place.  Returns MP_OK,
+ * MP_E_INVALID (message in CK) or MP_E_NOMEM. */
+static enum mp_err ingest_check_value(cJSON *v, const char *key, size_t klen, int depth,
+				      struct ingest_check *ck)
 {
 	cJSON *c;
-	size_t n = 0;
-	enum mp_err rc;
+	size_t n = 0, len0 = 0, len = 0;
+	enum mp_err rc = MP_OK;
 
-	ck->bytes += (v->string ? strlen(v->string) + 4 : 0) + 8 +
-		     (cJSON_IsString(v) ? strlen(v->valuestring) : 0);
+	if (cJSON_IsString(v))
+		rc = ingest_fix_utf8(&v->valuestring, ck->strict, &len0, &len);
+	if (rc == MP_E_NOMEM)
+		return rc;
+	ck->bytes += (v->string ? klen + 4 : 0) + 8 + len0;
 	if (ck->bytes > INGEST_MAX_EVENT_BYTES) {
 		snprintf(ck->field, sizeof ck->field, "properties");
 		snprintf(ck->message, sizeof ck->message, "event is larger than 1 MB");
 		return MP_E_INVALID;
 	}
 	if (cJSON_IsString(v)) {
-		if ((rc = ingest_fix_utf8(&v->valuestring, ck->strict)) == MP_E_INVALID)
+		if (rc == MP_E_INVALID) {
 			ingest_check_fail(ck, key, "'properties.%s' is not valid UTF-8%s", "");
-		if (rc != MP_OK)
 			return rc;
-		if (strlen(v->valuestring) > INGEST_MAX_STRING)
+		}
+		if (len > INGEST_MAX_STRING)
 			profile_utf8_truncate(v->valuestring, INGEST_MAX_STRING);
 		return MP_OK;
 	}
@@ -249,19 +272,24 @@ static enum mp_err ingest_check_value(cJSON *v, const char *key, int depth, stru
 					  cJSON_IsArray(v) ? "items" : "keys");
 			return MP_E_INVALID;
 		}
+		len = 0;
 		if (cJSON_IsObject(v) && c->string) {
-			if (strlen(c->string) > INGEST_MAX_KEY) {
+			if (c->type & cJSON_StringIsConst)
+				len0 = len = strlen(c->string), rc = MP_OK;
+			else
+				rc = ingest_fix_utf8(&c->string, ck->strict, &len0, &len);
+			if (rc == MP_E_NOMEM)
+				return rc;
+			if (len0 > INGEST_MAX_KEY) {
 				ingest_check_fail(ck, key, "a key inside 'properties.%s' is longer than 255 bytes%s", "");
 				return MP_E_INVALID;
 			}
-			if (!(c->type & cJSON_StringIsConst) &&
-			    (rc = ingest_fix_utf8(&c->string, ck->strict)) != MP_OK) {
-				if (rc == MP_E_INVALID)
-					ingest_check_fail(ck, key, "a key inside 'properties.%s' is not valid UTF-8%s", "");
+			if (rc == MP_E_INVALID) {
+				ingest_check_fail(ck, key, "a key inside 'properties.%s' is not valid UTF-8%s", "");
 				return rc;
 			}
 		}
-		if ((rc = ingest_check_value(c, key, depth + 1, ck)) != MP_OK)
+		if ((rc = ingest_check_value(c, key, len, depth + 1, ck)) != MP_OK)
 			return rc;
 	}
 	return MP_OK;
@@ -352,7 +380,8 @@ static const char *const ingest_key_names[IK_N] = {
 };
 
 /* Find every ingest_key of PROPS in one pass (its keys are unique: see
- * ingest_dedupe_keys); FOUND[k] is NULL when absent. */
+ * ingest_dedupe_keys); FOUND[k] is NULL when absent.  Two bytes are
+ * compared inline first: many keys start with '$', as do 7 of the names. */
 static void ingest_find_keys(const cJSON *props, cJSON *found[IK_N])
 {
 	cJSON *c;
@@ -363,7 +392,8 @@ static void ingest_find_keys(const cJSON *props, cJSON *found[IK_N])
 		if (!c->string || !c->string[0] || !strchr("$tdim", c->string[0]))
 			continue;
 		for (k = 0; k < IK_N; k++)
-			if (ingest_key_names[k][0] == c->string[0] && !strcmp(ingest_key_names[k], c->string)) {
+			if (ingest_key_names[k][0] == c->string[0] && ingest_key_names[k][1] == c->string[1] &&
+			    !strcmp(ingest_key_names[k], c->string)) {
 				found[k] = c;
 				break;
 			}
@@ -381,9 +411,10 @@ static enum mp_err ingest_dedupe_keys(struct ingest_result *res, cJSON *obj)
 		if (!c->string)
 			continue;
 		/* quadratic in the keys (capped at 255 before this runs); compare
-		 * the first byte inline, most keys differ there */
+		 * the first two bytes inline, most keys differ there */
 		for (d = c->next; d; d = d->next)
-			if (d->string && d->string[0] == c->string[0] && strcmp(c->string, d->string) == 0)
+			if (d->string && d->string[0] == c->string[0] &&
+			    (!c->string[0] || d->string[1] == c->string[1]) && strcmp(c->string, d->string) == 0)
 				break;
 		if (!d)
 			continue;
@@ -406,7 +437,7 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	struct store_event *se;
 	struct ingest_check ck;
 	int64_t t;
-	size_t nprops = 0;
+	size_t nprops = 0, klen0, klen;
 	const char *did, *sent = NULL, *link = NULL;
 	enum mp_err rc;
 	int track = opts->endpoint == INGEST_TRACK;
@@ -553,14 +584,14 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		if (++nprops > INGEST_MAX_PROPS)
 			return ingest_fail(res, index, rec, "properties",
 					   "event has more than %d properties", INGEST_MAX_PROPS);
-		if (strlen(c->string) > INGEST_MAX_KEY)
+		if ((rc = ingest_fix_utf8(&c->string, opts->strict, &klen0, &klen)) == MP_E_NOMEM)
+			return rc;
+		if (klen0 > INGEST_MAX_KEY)
 			return ingest_fail(res, index, rec, "properties",
 					   "a property name is longer than %d bytes", INGEST_MAX_KEY);
-		if ((rc = ingest_fix_utf8(&c->string, opts->strict)) == MP_E_INVALID)
+		if (rc == MP_E_INVALID)
 			return ingest_fail(res, index, rec, "properties", "a property name is not valid UTF-8");
-		if (rc != MP_OK)
-			return rc;
-		if ((rc = ingest_check_value(c, c->string, 0, &ck)) == MP_E_INVALID)
+		if ((rc = ingest_check_value(c, c->string, klen, 0, &ck)) == MP_E_INVALID)
 			return ingest_fail(res, index, rec, ck.field, "%s", ck.message);
 		if (rc != MP_OK)
 			return rc;
