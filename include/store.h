@@ -52,6 +52,13 @@
  * into `events`, in id order, once this many are staged (docs/STORAGE.md). */
 #define STORE_STAGE_MAX 32768
 
+/* The writer remembers the ids it added to a shard's `events` above the
+ * largest id it had loaded (base_max), up to this many (at most 8 MiB of
+ * set and 4 MiB of list per shard), so a late event that falls among them
+ * needs no lookup: seconds of live traffic.  Past it, base_max moves up to
+ * the largest id and they are forgotten. */
+#define STORE_APPENDED_MAX 500000
+
 struct store;
 struct store_project;
 struct store_export;

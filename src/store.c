@@ -58,7 +58,6 @@
 
 #define STORE_KEEP_OPEN_SHARDS 24   /* shards kept open between groups; a group may open more */
 #define STORE_DICT_VALUES_MAX (1u << 20)  /* past this many strings, new short values go inline */
-#define STORE_APPENDED_MAX 131072        /* ids above base_max remembered before it moves up */
 #define STORE_WAL_CKPT_PAGES 16384       /* new WAL frames (64 MiB) that wake the checkpointer */
 #define STORE_WAL_MAX_PAGES 65536        /* WAL frames (256 MiB) past which the writer checkpoints */
 #define STORE_CKPT_QUEUE 32              /* shards waiting for the checkpointer */
@@ -265,6 +264,74 @@ static int64_t imap_get(const struct imap *m, int64_t k)
 	return 0;
 }
 
+/* ---------- int64 set (open addressing; 0 = empty) ---------- */
+
+struct iset {
+	int64_t *keys;
+	size_t cap, n;            /* cap: power of two or 0 */
+};
+
+static void iset_clear(struct iset *m)
+{
+	free(m->keys);
+	memset(m, 0, sizeof *m);
+}
+
+static void iset_empty(struct iset *m)
+{
+	if (m->cap)
+		memset(m->keys, 0, m->cap * sizeof *m->keys);
+	m->n = 0;
+}
+
+static size_t iset_slot(size_t cap, int64_t k)
+{
+	uint64_t h = (uint64_t)k * 0x9E3779B97F4A7C15ULL;
+
+	return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+static int iset_has(const struct iset *m, int64_t k)
+{
+	size_t i;
+
+	if (!m->n)
+		return 0;
+	for (i = iset_slot(m->cap, k); m->keys[i]; i = (i + 1) & (m->cap - 1))
+		if (m->keys[i] == k)
+			return 1;
+	return 0;
+}
+
+static enum mp_err iset_put(struct iset *m, int64_t k)
+{
+	size_t i;
+
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 1024, j;
+		int64_t *nk = calloc(ncap, sizeof *nk);
+
+		if (!nk)
+			return MP_E_NOMEM;
+		for (j = 0; j < m->cap; j++) {
+			if (!m->keys[j])
+				continue;
+			for (i = iset_slot(ncap, m->keys[j]); nk[i]; i = (i + 1) & (ncap - 1))
+				;
+			nk[i] = m->keys[j];
+		}
+		free(m->keys);
+		m->keys = nk;
+		m->cap = ncap;
+	}
+	for (i = iset_slot(m->cap, k); m->keys[i] && m->keys[i] != k; i = (i + 1) & (m->cap - 1))
+		;
+	if (!m->keys[i])
+		m->n++;
+	m->keys[i] = k;
+	return MP_OK;
+}
+
 /* ---------- ascending int64 list (ids appended at the right edge) ---------- */
 
 struct ivec {
@@ -352,7 +419,7 @@ struct shard {
 	struct strmap dict;
 	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
-	struct imap appended;     /* id -> 1 of the rows merged into `events` above base_max (invariant 5) */
+	struct iset appended;     /* the rows merged into `events` above base_max (invariant 5) */
 	struct ivec edge;         /* ascending: the rows appended at its right edge above base_max */
 	int64_t base_max;         /* ids up to here are looked up in `events`; above, in appended */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
@@ -604,7 +671,7 @@ static void shard_close(struct shard *sh)
 	sqlite3_finalize(sh->st_stage_get);
 	sqlite3_finalize(sh->st_dup_upd);
 	imap_clear(&sh->staged);
-	imap_clear(&sh->appended);
+	iset_clear(&sh->appended);
 	ivec_clear(&sh->edge);
 	sqlite3_finalize(sh->st_link_put);
 	imap_clear(&sh->links);
@@ -679,7 +746,7 @@ static enum mp_err shard_load_stage(struct shard *sh)
 	int r;
 
 	imap_clear(&sh->staged);
-	imap_clear(&sh->appended);
+	iset_clear(&sh->appended);
 	ivec_clear(&sh->edge);
 	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(id),0) FROM events", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
@@ -949,7 +1016,7 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 	*dup = 0;
 	*stage_seq = seq;
 	if (!seq && (id > sh->main_max || (id >= sh->gap_lo && id < sh->gap_hi) ||
-		     (id > sh->base_max && !imap_get(&sh->appended, id) && !ivec_has(&sh->edge, id))))
+		     (id > sh->base_max && !iset_has(&sh->appended, id) && !ivec_has(&sh->edge, id))))
 		return 0; /* not in `events` (invariants 5, 7): the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
@@ -1024,10 +1091,10 @@ static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, i
 static void shard_forget_appended(struct shard *sh, int free_map)
 {
 	if (free_map) {
-		imap_clear(&sh->appended);
+		iset_clear(&sh->appended);
 		ivec_clear(&sh->edge);
 	} else {
-		imap_empty(&sh->appended);
+		iset_empty(&sh->appended);
 		sh->edge.n = 0;
 	}
 	sh->base_max = sh->main_max;
@@ -1055,7 +1122,7 @@ static enum mp_err store_merge_stage(struct shard *sh)
 	for (i = 0; i < sh->staged.cap; i++) {
 		int64_t id = sh->staged.keys[i];
 
-		if (id > sh->base_max && (rc = imap_put(&sh->appended, id, 1)) != MP_OK)
+		if (id > sh->base_max && (rc = iset_put(&sh->appended, id)) != MP_OK)
 			return rc;
 		if (id > sh->main_max)
 			sh->main_max = id;

@@ -1358,7 +1358,7 @@ out:
  * through the stage; export sees each event once, in time order. */
 static void ordered_import_appends_and_still_dedups(void)
 {
-	enum { N = 140000, B = 2000, LATE = 500 };
+	enum { B = 2000, N = (STORE_APPENDED_MAX / B + 5) * B, LATE = 500 };
 	static char iid[N][16], late_iid[LATE][16];
 	struct ev *evs = calloc(B, sizeof *evs);
 	struct store_fx f;
