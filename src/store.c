@@ -32,7 +32,8 @@
  *   7. No row of `events` has an id in a shard's [gap_lo, gap_hi): a slot
  *      lookup that found the next row above an id remembers the gap, so
  *      later ids in it (a backfill behind newer rows, in time order) need
- *      no lookup.  Appends land above main_max >= gap_hi - 1; a stage merge
+ *      no lookup, and go straight into `events`, each moving gap_lo above
+ *      itself.  Appends land above main_max >= gap_hi - 1; a stage merge
  *      and a rollback (map reload) empty the gap.
  */
 #include "store.h"
@@ -1002,8 +1003,9 @@ static int64_t shard_intern(void *ctx, const char *s, size_t n, int optional)
 
 /* ---------- applying one batch (writer thread) ---------- */
 
-/* Is slot ID taken (in `events` or staged)?  Returns 1 taken, 0 free, or a
- * negative enum mp_err.  When taken and EV has an $insert_id, *DUP says
+/* Is slot ID taken (in `events` or staged)?  Returns 1 taken, 0 free, 2 free
+ * and inside the gap remembered from an earlier lookup, or a negative enum
+ * mp_err.  When taken and EV has an $insert_id, *DUP says
  * whether the row there carries EV's dedup key, and *STAGE_SEQ is its stage
  * row (0 when it is in `events`). */
 static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev, int64_t e_id,
@@ -1015,9 +1017,11 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 
 	*dup = 0;
 	*stage_seq = seq;
-	if (!seq && (id > sh->main_max || (id >= sh->gap_lo && id < sh->gap_hi) ||
+	if (!seq && id <= sh->main_max && id >= sh->gap_lo && id < sh->gap_hi)
+		return 2; /* inside the remembered gap (invariant 7) */
+	if (!seq && (id > sh->main_max ||
 		     (id > sh->base_max && !iset_has(&sh->appended, id) && !ivec_has(&sh->edge, id))))
-		return 0; /* not in `events` (invariants 5, 7): the common case, no lookup */
+		return 0; /* not in `events` (invariant 5): the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW && !seq && sqlite3_column_int64(st, 3) != id) {
@@ -1057,23 +1061,25 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
  * deleted, so a stored copy of EV's dedup key sits on the unbroken run of
  * taken slots that starts at HOME: if one is met, *DUP_ID is its id and
  * *DUP_SEQ its stage row (0 if in `events`).  Otherwise *FREE_ID is the free
- * slot.  MP_E_TOOBIG when the millisecond is full (2^20 events). */
+ * slot, and *IN_GAP says it lies in the gap an earlier lookup found.  MP_E_TOOBIG when the millisecond is full (2^20 events). */
 static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, int64_t e_id,
-			       int64_t d_id, uint32_t home, int64_t *free_id, int64_t *dup_id,
-			       int64_t *dup_seq)
+			       int64_t d_id, uint32_t home, int64_t *free_id, int *in_gap,
+			       int64_t *dup_id, int64_t *dup_seq)
 {
 	int64_t base = ev->time_ms << STORE_SLOT_BITS;
 	int64_t k;
 
 	*dup_id = *free_id = *dup_seq = 0;
+	*in_gap = 0;
 	for (k = 0; k < STORE_SLOTS; k++) {
 		int64_t id = base + ((home + k) & (STORE_SLOTS - 1)), seq;
 		int dup, r = store_slot(sh, id, ev, e_id, d_id, &dup, &seq);
 
 		if (r < 0)
 			return (enum mp_err)(-r);
-		if (r == 0) {
+		if (r != 1) {
 			*free_id = id;
+			*in_gap = r == 2;
 			return MP_OK;
 		}
 		if (dup) {
@@ -1165,7 +1171,7 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 	enum mp_err rc;
 	int64_t e_id, d_id, free_id, dup_id, dup_seq;
 	uint32_t home;
-	int r, append;
+	int r, append, direct, in_gap;
 
 	if (ev->time_ms < 0 || ev->time_ms >= STORE_MAX_TIME_MS)
 		return MP_E_INVALID;
@@ -1199,7 +1205,7 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		home = (uint32_t)(store_hash64(&sh->anon_seq, sizeof sh->anon_seq, 0) & (STORE_SLOTS - 1));
 		sh->anon_seq++;
 	}
-	if ((rc = store_probe(sh, ev, e_id, d_id, home, &free_id, &dup_id, &dup_seq)) != MP_OK)
+	if ((rc = store_probe(sh, ev, e_id, d_id, home, &free_id, &in_gap, &dup_id, &dup_seq)) != MP_OK)
 		return rc;
 	if (ev->link_device && ev->distinct_id[0] &&
 	    (rc = store_put_link(sh, ev->link_device, d_id, ev->time_ms)) != MP_OK)
@@ -1219,9 +1225,14 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		return MP_OK;
 	}
 	/* newer than every row of `events`: append at its right edge (a
-	 * time-ordered import never stages); else stage it for the next merge */
+	 * time-ordered import never stages).  Inside the gap an earlier
+	 * lookup found: the next row of a time-ordered backfill behind newer
+	 * rows, which fills the gap from below, in order, like an append.
+	 * Else stage it for the next merge (a late live event, or a backfill
+	 * in random order: each of those takes a lookup of its own). */
 	append = free_id > sh->main_max;
-	ins = append ? sh->st_main_ins : sh->st_stage_ins;
+	direct = !append && in_gap;
+	ins = append || direct ? sh->st_main_ins : sh->st_stage_ins;
 	sqlite3_bind_int64(ins, 1, free_id);
 	sqlite3_bind_int64(ins, 2, e_id);
 	sqlite3_bind_int64(ins, 3, d_id);
@@ -1238,6 +1249,15 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		if ((rc = ivec_push(&sh->edge, free_id)) != MP_OK)
 			return rc;
 		shard_bound_appended(sh);
+	} else if (direct) {
+		sh->gap_lo = free_id + 1;  /* invariant 7: the gap is above the new row */
+		/* never true today (a row sits at base_max, so a gap found below
+		 * it ends there); kept so invariant 5 holds whatever moves it */
+		if (free_id > sh->base_max) {
+			if ((rc = iset_put(&sh->appended, free_id)) != MP_OK)
+				return rc;
+			shard_bound_appended(sh);
+		}
 	} else if ((rc = imap_put(&sh->staged, free_id, sqlite3_last_insert_rowid(sh->db))) != MP_OK) {
 		return rc;
 	}
