@@ -52,6 +52,10 @@ void jarena_leave(void);
 /* Give A's memory back (NULL-safe).  Every tree built in A is dead. */
 void jarena_release(struct jarena *a);
 
+/* Give the pages of every free chunk back to the kernel (an idle server;
+ * thread-safe).  The chunks stay reusable. */
+void jarena_trim(void);
+
 /* Bytes of arena memory handed out to A so far (tests, stats). */
 size_t jarena_used(const struct jarena *a);
 

@@ -219,6 +219,25 @@ void jarena_release(struct jarena *a)
 	}
 }
 
+void jarena_trim(void)
+{
+	struct jarena_chunk *c;
+
+	for (;;) {
+		pthread_mutex_lock(&jarena_mu);
+		c = jarena_n_warm ? jarena_warm[--jarena_n_warm] : NULL;
+		pthread_mutex_unlock(&jarena_mu);
+		if (!c)
+			return;
+		ASAN_UNPOISON_MEMORY_REGION(c, JARENA_CHUNK);
+		(void)madvise(c, JARENA_CHUNK, MADV_DONTNEED);
+		ASAN_POISON_MEMORY_REGION(c, JARENA_CHUNK);
+		pthread_mutex_lock(&jarena_mu);
+		jarena_cold[jarena_n_cold++] = c;
+		pthread_mutex_unlock(&jarena_mu);
+	}
+}
+
 size_t jarena_used(const struct jarena *a)
 {
 	return a ? a->used : 0;

@@ -53,6 +53,7 @@
 #include <time.h>
 
 #include "expr.h"
+#include "jarena.h"
 #include "log.h"
 #include "propcodec.h"
 #include "schema.h"
@@ -1742,8 +1743,10 @@ static void *store_writer_main(void *arg)
 						imap_clear(&sh->staged);
 				}
 				sqlite3_db_release_memory(sp->meta);
-				/* and the heap the requests' parsing left free */
+				/* and the heap and the request arenas the requests'
+				 * parsing left free */
 				malloc_trim(0);
+				jarena_trim();
 				cached = 0;
 				pthread_mutex_lock(&sp->mu);
 			}

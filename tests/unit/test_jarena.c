@@ -6,7 +6,8 @@
  * memory (nodes added outside the arena, a string replaced by a malloc'd
  * one, as ingest's UTF-8 repair does) delete cleanly; large allocations
  * and allocations outside an arena are malloc'd; released chunks are
- * reused, also past the warm pool (pages given back); two threads use
+ * reused, also past the warm pool and after jarena_trim (pages given
+ * back); two threads use
  * their own arenas at once; the real ingestion path (rp_decode, then
  * ingest_prepare) runs in an arena.  Built with SAN=1 this runs under
  * ASan, which then also sees the arena's poisoning.
@@ -133,6 +134,8 @@ static void chunks_are_reused_past_the_warm_pool(void)
 		}
 		for (i = 0; i < N; i++)
 			jarena_release(a[i]);
+		if (round == 1)
+			jarena_trim();  /* every free chunk's pages given back: still reusable */
 	}
 }
 
