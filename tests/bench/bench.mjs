@@ -428,6 +428,10 @@ async function main() {
     console.log(`bench: mixpaneld on port ${server.port} (pid ${server.proc.pid}), trivial_server on port ${trivial.port}; data in ${dataDir}`);
 
     const srvUrl = `http://127.0.0.1:${server.port}`;
+    // distinct requests for 1.3x the target rate over the whole run, so a
+    // run that passes is measured over all of --duration (past that the
+    // run ends early, which the result says)
+    const POOL_HEADROOM = 1.3;
     // Connections per scenario, tuned on the reference machine (see
     // docs/PERFORMANCE.md): track1 64 (16 gives less, 128-256 no more, with
     // worse latency); track50 16 (32 the same, 4 and 64 less); import2000 8
@@ -451,7 +455,7 @@ async function main() {
       {
         name: 'track50', when: want('track50'), procs: { server: server.proc.pid },
         args: () => ['--url', `${srvUrl}/track/?verbose=1&ip=1`, '--gen', 'track50', ...base, '--times', 'live', '--expect', 'verbose',
-          '--connections', '16', '--pool', String(Math.ceil(TARGET.track50_eps * perRun / 50)), '--seed', '3'],
+          '--connections', '16', '--pool', String(Math.ceil(POOL_HEADROOM * TARGET.track50_eps * perRun / 50)), '--seed', '3'],
         target_text: `>= ${fmtInt(TARGET.track50_eps)} ev/s`,
         pass: (r) => r.events_per_s >= TARGET.track50_eps,
       },
@@ -460,7 +464,7 @@ async function main() {
         name: 'import2000', when: want('import2000'), procs: { server: server.proc.pid },
         args: () => ['--url', `${srvUrl}/import?strict=1`, '--gen', 'import2000', '--times', 'ordered',
           '--header', `Authorization: Basic ${Buffer.from(SECRET + ':').toString('base64')}`,
-          '--connections', '8', '--pool', String(Math.ceil(TARGET.import_eps * perRun / 2000)), '--seed', '4'],
+          '--connections', '8', '--pool', String(Math.ceil(POOL_HEADROOM * TARGET.import_eps * perRun / 2000)), '--seed', '4'],
         target_text: `>= ${fmtInt(TARGET.import_eps)} ev/s`,
         pass: (r) => r.events_per_s >= TARGET.import_eps,
       },
@@ -470,7 +474,7 @@ async function main() {
         name: 'import2000-shuffled', when: want('import2000'), procs: { server: server.proc.pid },
         args: () => ['--url', `${srvUrl}/import?strict=1`, '--gen', 'import2000', '--times', 'uniform',
           '--header', `Authorization: Basic ${Buffer.from(SECRET + ':').toString('base64')}`,
-          '--connections', '8', '--pool', String(Math.ceil(TARGET.import_eps * perRun / 2000)), '--seed', '6'],
+          '--connections', '8', '--pool', String(Math.ceil(POOL_HEADROOM * TARGET.import_eps * perRun / 2000)), '--seed', '6'],
         target_text: 'info (worst case)',
       },
     ];
