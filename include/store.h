@@ -50,7 +50,7 @@
 
 /* Events older than a shard's newest are staged in arrival order and moved
  * into `events`, in id order, once this many are staged (docs/STORAGE.md). */
-#define STORE_STAGE_MAX 32768
+#define STORE_STAGE_MAX 131072
 
 /* The writer remembers the ids it added to a shard's `events` above the
  * largest id it had loaded (base_max), up to this many (at most 8 MiB of
