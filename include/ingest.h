@@ -97,6 +97,11 @@ enum mp_err ingest_prepare(cJSON *records, const struct ingest_opts *opts, struc
 
 void ingest_result_free(struct ingest_result *res);
 
+/* Drop RES's JSON trees without freeing them: their memory goes back with
+ * the arena they were built in (jarena_pure(), include/jarena.h).  Call
+ * before ingest_result_free(). */
+void ingest_result_forget_trees(struct ingest_result *res);
+
 /* Parse Mixpanel's time value (number or numeric string, s or ms) into ms.
  * Returns 1 on success, 0 if V is not a time. */
 int ingest_time_ms(const cJSON *v, int64_t *out);

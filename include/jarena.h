@@ -56,6 +56,12 @@ void jarena_release(struct jarena *a);
  * thread-safe).  The chunks stay reusable. */
 void jarena_trim(void);
 
+/* 1 when every cJSON allocation made while A was current came from A (none
+ * was too large or fell back to malloc): a tree built then, and changed
+ * only through cJSON while A was current, holds no malloc'd memory and
+ * needs no cJSON_Delete() before jarena_release().  0 for NULL. */
+int jarena_pure(const struct jarena *a);
+
 /* Bytes of arena memory handed out to A so far (tests, stats). */
 size_t jarena_used(const struct jarena *a);
 

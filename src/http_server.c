@@ -792,6 +792,9 @@ static void http_completed_cb(void *cls, struct MHD_Connection *con, void **con_
 		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)",
 		 r->why[0] ? " error: " : "", r->why);
 	rp_result_free(&r->rp);
+	/* trees wholly in the arena need no walk: it is released whole */
+	if (jarena_pure(r->arena))
+		ingest_result_forget_trees(&r->ing);
 	ingest_result_free(&r->ing);
 	jarena_release(r->arena);
 	buf_free(&r->body);

@@ -154,13 +154,13 @@ static int ingest_utf8_valid(const char *s)
 	return ingest_utf8_scan(s, &n);
 }
 
-/* Replace each invalid byte of S (N bytes) with U+FFFD; returns a malloc'd
- * string. */
+/* Replace each invalid byte of S (N bytes) with U+FFFD; returns a string
+ * from cJSON's allocator (it replaces one of a tree's strings). */
 static char *ingest_utf8_repair(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, o = 0, k;
-	char *out = malloc(n * 3 + 1);
+	char *out = cJSON_malloc(n * 3 + 1);
 
 	if (!out)
 		return NULL;
@@ -725,6 +725,12 @@ enum mp_err ingest_prepare(cJSON *records, const struct ingest_opts *opts, struc
 		i++;
 	}
 	return MP_OK;
+}
+
+void ingest_result_forget_trees(struct ingest_result *res)
+{
+	res->records_ = NULL;
+	res->graveyard_ = NULL;
 }
 
 void ingest_result_free(struct ingest_result *res)

@@ -58,6 +58,7 @@ struct jarena {
 	struct jarena_chunk *chunks;    /* newest first; the first holds this struct */
 	char *cur, *end;
 	size_t used;
+	size_t n_malloc;                /* allocations malloc'd while current */
 };
 
 static char *jarena_base;               /* NULL: not installed */
@@ -145,6 +146,8 @@ static void *jarena_malloc_hook(size_t n)
 
 	if (a && n && n <= JARENA_BIG && (p = jarena_alloc(a, n)))
 		return p;
+	if (a)
+		a->n_malloc++;
 	return malloc(n);
 }
 
@@ -191,6 +194,7 @@ struct jarena *jarena_new(void)
 	a->cur = (char *)(c + 1) + ((sizeof *a + JARENA_GAP + JARENA_ALIGN - 1) & ~(size_t)(JARENA_ALIGN - 1));
 	a->end = (char *)c + JARENA_CHUNK;
 	a->used = 0;
+	a->n_malloc = 0;
 	return a;
 }
 
@@ -236,6 +240,11 @@ void jarena_trim(void)
 		jarena_cold[jarena_n_cold++] = c;
 		pthread_mutex_unlock(&jarena_mu);
 	}
+}
+
+int jarena_pure(const struct jarena *a)
+{
+	return a && !a->n_malloc;
 }
 
 size_t jarena_used(const struct jarena *a)
