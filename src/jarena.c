@@ -94,6 +94,19 @@ static struct jarena_chunk *jarena_chunk_take(void)
 	return c;
 }
 
+/* Give C's pages back to the kernel and put it on the cold stack.  Called
+ * outside the lock: the kernel call is the slow part.  A failed madvise
+ * leaves the pages resident, which is only memory. */
+static void jarena_chunk_cool(struct jarena_chunk *c)
+{
+	ASAN_UNPOISON_MEMORY_REGION(c, JARENA_CHUNK);
+	(void)madvise(c, JARENA_CHUNK, MADV_DONTNEED);
+	ASAN_POISON_MEMORY_REGION(c, JARENA_CHUNK);
+	pthread_mutex_lock(&jarena_mu);
+	jarena_cold[jarena_n_cold++] = c;
+	pthread_mutex_unlock(&jarena_mu);
+}
+
 static void jarena_chunk_give(struct jarena_chunk *c)
 {
 	int warm;
@@ -103,18 +116,10 @@ static void jarena_chunk_give(struct jarena_chunk *c)
 	if (warm)
 		jarena_warm[jarena_n_warm++] = c;
 	pthread_mutex_unlock(&jarena_mu);
-	if (warm) {
+	if (warm)
 		ASAN_POISON_MEMORY_REGION(c, JARENA_CHUNK);
-		return;
-	}
-	/* outside the lock: the kernel call is the slow part.  A failed
-	 * madvise leaves the pages resident, which is only memory. */
-	ASAN_UNPOISON_MEMORY_REGION(c, JARENA_CHUNK);
-	(void)madvise(c, JARENA_CHUNK, MADV_DONTNEED);
-	ASAN_POISON_MEMORY_REGION(c, JARENA_CHUNK);
-	pthread_mutex_lock(&jarena_mu);
-	jarena_cold[jarena_n_cold++] = c;
-	pthread_mutex_unlock(&jarena_mu);
+	else
+		jarena_chunk_cool(c);
 }
 
 static void *jarena_alloc(struct jarena *a, size_t n)
@@ -233,12 +238,7 @@ void jarena_trim(void)
 		pthread_mutex_unlock(&jarena_mu);
 		if (!c)
 			return;
-		ASAN_UNPOISON_MEMORY_REGION(c, JARENA_CHUNK);
-		(void)madvise(c, JARENA_CHUNK, MADV_DONTNEED);
-		ASAN_POISON_MEMORY_REGION(c, JARENA_CHUNK);
-		pthread_mutex_lock(&jarena_mu);
-		jarena_cold[jarena_n_cold++] = c;
-		pthread_mutex_unlock(&jarena_mu);
+		jarena_chunk_cool(c);
 	}
 }
 
