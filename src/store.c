@@ -18,7 +18,7 @@
  *   5. An event row is in exactly one of `events` and `stage`, under its
  *      final id; the staged map of an open shard holds exactly the stage
  *      table's (id -> seq) as the writer's transaction sees them, and the
- *      appended map and the edge list together exactly the ids in `events`
+ *      appended set and the edge list together exactly the ids in `events`
  *      above base_max (the rows merged from the stage, and the rows
  *      appended at its right edge, in id order, since base_max was set).
  *      Saved definitions (the funnels, bookmarks, dashboards and
@@ -1737,7 +1737,7 @@ static void *store_writer_main(void *arg)
 					struct shard *sh = sp->shards[i];
 
 					sqlite3_db_release_memory(sh->db);
-					/* the id maps (up to 8 MiB each) */
+					/* the remembered ids (up to 12 MiB per shard) */
 					shard_forget_appended(sh, 1);
 					if (!sh->staged.n)
 						imap_clear(&sh->staged);
