@@ -1,10 +1,15 @@
 /*
  * log.c - timestamped single-write log lines on stderr (see include/log.h).
+ *
+ * The date and time up to the second are formatted once per second per
+ * thread: gmtime_r takes glibc's time zone lock, and every request logs a
+ * line.
  */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,9 +24,11 @@ void log_set_level(enum log_level level)
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *names[] = { "debug", "info", "warn", "error" };
+	static _Thread_local time_t sec_cached = -1;
+	static _Thread_local char sec_text[32];
+	static _Thread_local size_t sec_len;
 	char line[2048];
 	struct timeval tv;
-	struct tm tm;
 	size_t n;
 	int k;
 	va_list ap;
@@ -29,8 +36,15 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (level < log_min)
 		return;
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (tv.tv_sec != sec_cached) {
+		struct tm tm;
+
+		gmtime_r(&tv.tv_sec, &tm);
+		sec_len = strftime(sec_text, sizeof sec_text, "%Y-%m-%dT%H:%M:%S", &tm);
+		sec_cached = tv.tv_sec;
+	}
+	memcpy(line, sec_text, sec_len);
+	n = sec_len;
 	k = snprintf(line + n, sizeof line - n, ".%03dZ %s ", (int)(tv.tv_usec / 1000), names[level]);
 	if (k > 0)
 		n += (size_t)k;

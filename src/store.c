@@ -416,7 +416,7 @@ struct shard {
 	int64_t from_ms, to_ms;   /* the times it holds: [from_ms, to_ms) */
 	sqlite3 *db;
 	sqlite3_stmt *st_stage_ins, *st_stage_upd, *st_main_ins, *st_main_get, *st_stage_get, *st_dup_upd,
-		*st_dict_ins, *st_stat;
+		*st_dict_ins, *st_stat, *st_begin, *st_commit;
 	sqlite3_stmt *st_link_put;
 	struct strmap dict;
 	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
@@ -503,6 +503,15 @@ static enum mp_err store_exec(sqlite3 *db, const char *sql)
 		return store_sqlite_err(rc);
 	}
 	return MP_OK;
+}
+
+/* Run a statement without results (BEGIN, COMMIT) and reset it. */
+static enum mp_err store_step_reset(sqlite3_stmt *st)
+{
+	int r = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? MP_OK : store_sqlite_err(r);
 }
 
 static enum mp_err store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
@@ -679,6 +688,8 @@ static void shard_close(struct shard *sh)
 	imap_clear(&sh->links);
 	sqlite3_finalize(sh->st_dict_ins);
 	sqlite3_finalize(sh->st_stat);
+	sqlite3_finalize(sh->st_begin);
+	sqlite3_finalize(sh->st_commit);
 	strmap_clear(&sh->dict);
 	if (sqlite3_close(sh->db) != SQLITE_OK)
 		log_error("shard %s: close failed", sh->key);
@@ -907,7 +918,10 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	    (rc = store_prepare(sh->db, "INSERT INTO idlinks(a,b,t) VALUES(?1,?2,?3) ON CONFLICT(a,b) "
 					"DO UPDATE SET t=excluded.t WHERE excluded.t < idlinks.t", &sh->st_link_put)) ||
 	    (rc = store_prepare(sh->db, "UPDATE stats SET value=value+CASE name WHEN 'gen' THEN 1 ELSE ?1 END "
-						  "WHERE name IN ('events','gen')", &sh->st_stat)))
+						  "WHERE name IN ('events','gen')", &sh->st_stat)) ||
+	    /* a transaction per group: prepared once, not compiled per commit */
+	    (rc = store_prepare(sh->db, "BEGIN IMMEDIATE", &sh->st_begin)) ||
+	    (rc = store_prepare(sh->db, "COMMIT", &sh->st_commit)))
 		goto fail;
 	/* the writer's log is checkpointed by the checkpointer thread */
 	sqlite3_wal_hook(sh->db, store_wal_hook, sh);
@@ -951,7 +965,7 @@ static enum mp_err store_shard_get(struct store_project *sp, const char *key, st
 	}
 	sh->last_use = ++sp->use_clock;
 	if (!sh->in_tx) {
-		if ((rc = store_exec(sh->db, "BEGIN IMMEDIATE")) != MP_OK)
+		if ((rc = store_step_reset(sh->st_begin)) != MP_OK)
 			return rc;
 		sh->in_tx = 1;
 		sh->added = 0;
@@ -1637,7 +1651,7 @@ static enum mp_err store_commit_all(struct store_project *sp, int64_t *added)
 			rc = store_sqlite_err(s);
 			break;
 		}
-		if ((r = store_exec(sh->db, "COMMIT")) != MP_OK) {
+		if ((r = store_step_reset(sh->st_commit)) != MP_OK) {
 			rc = r;
 			break;
 		}
