@@ -147,13 +147,6 @@ static int ingest_utf8_scan(const char *s, size_t *len)
 	return 1;
 }
 
-static int ingest_utf8_valid(const char *s)
-{
-	size_t n;
-
-	return ingest_utf8_scan(s, &n);
-}
-
 /* Replace each invalid byte of S (N bytes) with U+FFFD; returns a string
  * from cJSON's allocator (it replaces one of a tree's strings). */
 static char *ingest_utf8_repair(const char *s, size_t n)
@@ -437,7 +430,8 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	struct store_event *se;
 	struct ingest_check ck;
 	int64_t t;
-	size_t nprops = 0, klen0, klen;
+	size_t nprops = 0, klen0, klen, len;
+	int valid;
 	const char *did, *sent = NULL, *link = NULL;
 	enum mp_err rc;
 	int track = opts->endpoint == INGEST_TRACK;
@@ -554,13 +548,14 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 	    !key[IK_BEFORE] &&
 	    !cJSON_AddStringToObject(props, "$distinct_id_before_identity", sent))
 		return MP_E_NOMEM;
-	if (strlen(did) > INGEST_MAX_STRING)
+	valid = ingest_utf8_scan(did, &len);
+	if (len > INGEST_MAX_STRING)
 		return ingest_fail(res, index, rec, "properties.distinct_id",
 				   "'properties.distinct_id' is longer than 255 bytes");
 	if (opts->strict && did[0] && ingest_blocked_id(did))
 		return ingest_fail(res, index, rec, "properties.distinct_id",
 				   "'properties.distinct_id' is invalid: '%.60s' is a blocked value", did);
-	if (!ingest_utf8_valid(did))
+	if (!valid)
 		return ingest_fail(res, index, rec, "properties.distinct_id",
 				   "'properties.distinct_id' is not valid UTF-8");
 	/* $insert_id */
@@ -596,9 +591,13 @@ static enum mp_err ingest_event(struct ingest_result *res, const struct ingest_o
 		if (rc != MP_OK)
 			return rc;
 	}
-	if (strlen(ev->valuestring) > INGEST_MAX_STRING)
+	valid = ingest_utf8_scan(ev->valuestring, &len);
+	if (len > INGEST_MAX_STRING) {
+		/* what counts is the name as kept: scan the cut name again */
 		profile_utf8_truncate(ev->valuestring, INGEST_MAX_STRING);
-	if (!ingest_utf8_valid(ev->valuestring))
+		valid = ingest_utf8_scan(ev->valuestring, &len);
+	}
+	if (!valid)
 		return ingest_fail(res, index, rec, "event", "'event' is not valid UTF-8");
 	/* Kept in the row itself (time, distinct_id) or not kept at all (token,
 	 * ip: spec §7.1; mp_processing_time_ms is set by export, so a re-imported

@@ -226,16 +226,23 @@ static enum mp_err strmap_put(struct strmap *m, const struct strmap_key *k, int6
 
 /* ---------- int64 -> int64 map (open addressing; key 0 = empty) ---------- */
 
+/* With keys_only set the map keeps no values (a set, 8 bytes a slot) and
+ * imap_get() answers 1 for every key it holds. */
 struct imap {
-	int64_t *keys, *vals;
+	int64_t *keys, *vals;     /* vals: NULL when keys_only */
 	size_t cap, n;            /* cap: power of two or 0 */
+	int keys_only;
 };
 
+/* Free the table (the keys_only choice stays). */
 static void imap_clear(struct imap *m)
 {
+	int keys_only = m->keys_only;
+
 	free(m->keys);
 	free(m->vals);
 	memset(m, 0, sizeof *m);
+	m->keys_only = keys_only;
 }
 
 static size_t imap_slot(const struct imap *m, int64_t k)
@@ -262,76 +269,8 @@ static int64_t imap_get(const struct imap *m, int64_t k)
 		return 0;  /* an emptied table is not read (its cache lines are cold) */
 	for (i = imap_slot(m, k); m->keys[i]; i = (i + 1) & (m->cap - 1))
 		if (m->keys[i] == k)
-			return m->vals[i];
+			return m->vals ? m->vals[i] : 1;
 	return 0;
-}
-
-/* ---------- int64 set (open addressing; 0 = empty) ---------- */
-
-struct iset {
-	int64_t *keys;
-	size_t cap, n;            /* cap: power of two or 0 */
-};
-
-static void iset_clear(struct iset *m)
-{
-	free(m->keys);
-	memset(m, 0, sizeof *m);
-}
-
-static void iset_empty(struct iset *m)
-{
-	if (m->cap)
-		memset(m->keys, 0, m->cap * sizeof *m->keys);
-	m->n = 0;
-}
-
-static size_t iset_slot(size_t cap, int64_t k)
-{
-	uint64_t h = (uint64_t)k * 0x9E3779B97F4A7C15ULL;
-
-	return (size_t)(h ^ (h >> 29)) & (cap - 1);
-}
-
-static int iset_has(const struct iset *m, int64_t k)
-{
-	size_t i;
-
-	if (!m->n)
-		return 0;
-	for (i = iset_slot(m->cap, k); m->keys[i]; i = (i + 1) & (m->cap - 1))
-		if (m->keys[i] == k)
-			return 1;
-	return 0;
-}
-
-static enum mp_err iset_put(struct iset *m, int64_t k)
-{
-	size_t i;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		size_t ncap = m->cap ? m->cap * 2 : 1024, j;
-		int64_t *nk = calloc(ncap, sizeof *nk);
-
-		if (!nk)
-			return MP_E_NOMEM;
-		for (j = 0; j < m->cap; j++) {
-			if (!m->keys[j])
-				continue;
-			for (i = iset_slot(ncap, m->keys[j]); nk[i]; i = (i + 1) & (ncap - 1))
-				;
-			nk[i] = m->keys[j];
-		}
-		free(m->keys);
-		m->keys = nk;
-		m->cap = ncap;
-	}
-	for (i = iset_slot(m->cap, k); m->keys[i] && m->keys[i] != k; i = (i + 1) & (m->cap - 1))
-		;
-	if (!m->keys[i])
-		m->n++;
-	m->keys[i] = k;
-	return MP_OK;
 }
 
 /* ---------- ascending int64 list (ids appended at the right edge) ---------- */
@@ -383,16 +322,16 @@ static enum mp_err imap_put(struct imap *m, int64_t k, int64_t v)
 	size_t i;
 
 	if ((m->n + 1) * 2 > m->cap) {
-		struct imap big = { NULL, NULL, m->cap ? m->cap * 2 : 1024, 0 };
+		struct imap big = { NULL, NULL, m->cap ? m->cap * 2 : 1024, 0, m->keys_only };
 
 		big.keys = calloc(big.cap, sizeof *big.keys);
-		big.vals = calloc(big.cap, sizeof *big.vals);
-		if (!big.keys || !big.vals) {
+		big.vals = big.keys_only ? NULL : calloc(big.cap, sizeof *big.vals);
+		if (!big.keys || (!big.keys_only && !big.vals)) {
 			imap_clear(&big);
 			return MP_E_NOMEM;
 		}
 		for (i = 0; i < m->cap; i++)
-			if (m->keys[i] && imap_put(&big, m->keys[i], m->vals[i]) != MP_OK) {
+			if (m->keys[i] && imap_put(&big, m->keys[i], m->vals ? m->vals[i] : 1) != MP_OK) {
 				imap_clear(&big);
 				return MP_E_NOMEM;
 			}
@@ -404,7 +343,8 @@ static enum mp_err imap_put(struct imap *m, int64_t k, int64_t v)
 	if (!m->keys[i])
 		m->n++;
 	m->keys[i] = k;
-	m->vals[i] = v;
+	if (m->vals)
+		m->vals[i] = v;
 	return MP_OK;
 }
 
@@ -421,7 +361,7 @@ struct shard {
 	struct strmap dict;
 	struct imap links;        /* a << 32 | b -> earliest time + 1 of every idlinks row */
 	struct imap staged;       /* id -> stage.seq of every staged row (invariant 5) */
-	struct iset appended;     /* the rows merged into `events` above base_max (invariant 5) */
+	struct imap appended;     /* keys only: the rows merged into `events` above base_max (invariant 5) */
 	struct ivec edge;         /* ascending: the rows appended at its right edge above base_max */
 	int64_t base_max;         /* ids up to here are looked up in `events`; above, in appended */
 	int64_t main_max;         /* largest id in `events` (0 if empty): ids above it are not there */
@@ -682,7 +622,7 @@ static void shard_close(struct shard *sh)
 	sqlite3_finalize(sh->st_stage_get);
 	sqlite3_finalize(sh->st_dup_upd);
 	imap_clear(&sh->staged);
-	iset_clear(&sh->appended);
+	imap_clear(&sh->appended);
 	ivec_clear(&sh->edge);
 	sqlite3_finalize(sh->st_link_put);
 	imap_clear(&sh->links);
@@ -759,7 +699,7 @@ static enum mp_err shard_load_stage(struct shard *sh)
 	int r;
 
 	imap_clear(&sh->staged);
-	iset_clear(&sh->appended);
+	imap_clear(&sh->appended);
 	ivec_clear(&sh->edge);
 	if (sqlite3_prepare_v2(sh->db, "SELECT coalesce(max(id),0) FROM events", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
@@ -900,6 +840,7 @@ static enum mp_err shard_open(struct store_project *sp, const char *key, struct 
 	if (!sh)
 		return MP_E_NOMEM;
 	sh->sp = sp;
+	sh->appended.keys_only = 1;
 	snprintf(sh->key, sizeof sh->key, "%s", key);
 	if (!store_shard_range(key, &sh->from_ms, &sh->to_ms)) {
 		rc = MP_E_INVALID;
@@ -1035,7 +976,7 @@ static int store_slot(struct shard *sh, int64_t id, const struct store_event *ev
 	if (!seq && id <= sh->main_max && id >= sh->gap_lo && id < sh->gap_hi)
 		return 2; /* inside the remembered gap (invariant 7) */
 	if (!seq && (id > sh->main_max ||
-		     (id > sh->base_max && !iset_has(&sh->appended, id) && !ivec_has(&sh->edge, id))))
+		     (id > sh->base_max && !imap_get(&sh->appended, id) && !ivec_has(&sh->edge, id))))
 		return 0; /* not in `events` (invariant 5): the common case, no lookup */
 	sqlite3_bind_int64(st, 1, seq ? seq : id);
 	r = sqlite3_step(st);
@@ -1112,10 +1053,10 @@ static enum mp_err store_probe(struct shard *sh, const struct store_event *ev, i
 static void shard_forget_appended(struct shard *sh, int free_map)
 {
 	if (free_map) {
-		iset_clear(&sh->appended);
+		imap_clear(&sh->appended);
 		ivec_clear(&sh->edge);
 	} else {
-		iset_empty(&sh->appended);
+		imap_empty(&sh->appended);
 		sh->edge.n = 0;
 	}
 	sh->base_max = sh->main_max;
@@ -1143,7 +1084,7 @@ static enum mp_err store_merge_stage(struct shard *sh)
 	for (i = 0; i < sh->staged.cap; i++) {
 		int64_t id = sh->staged.keys[i];
 
-		if (id > sh->base_max && (rc = iset_put(&sh->appended, id)) != MP_OK)
+		if (id > sh->base_max && (rc = imap_put(&sh->appended, id, 1)) != MP_OK)
 			return rc;
 		if (id > sh->main_max)
 			sh->main_max = id;
@@ -1269,7 +1210,7 @@ static enum mp_err store_apply_event(struct store_project *sp, struct store_batc
 		/* never true today (a row sits at base_max, so a gap found below
 		 * it ends there); kept so invariant 5 holds whatever moves it */
 		if (free_id > sh->base_max) {
-			if ((rc = iset_put(&sh->appended, free_id)) != MP_OK)
+			if ((rc = imap_put(&sh->appended, free_id, 1)) != MP_OK)
 				return rc;
 			shard_bound_appended(sh);
 		}
